@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/FishingRodd/fockker/container"
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v3"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func newApp() *cli.Command {
+	return &cli.Command{
+		Name:    "fockker",
+		Usage:   "a small container engine: overlayfs images, namespaces, cgroups, bridge networks",
+		Version: version,
+		// Values of repeatable flags (-e A=1,2) are never split on commas.
+		DisableSliceFlagSeparator: true,
+		ExitErrHandler:            func(context.Context, *cli.Command, error) {},
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "state-root", Value: container.DefaultStateRoot, Usage: "where container records live",
+				Sources: cli.EnvVars("FOCKKER_STATE_ROOT")},
+			&cli.StringFlag{Name: "image-root", Value: container.DefaultImageRoot, Usage: "where images and container layers live",
+				Sources: cli.EnvVars("FOCKKER_IMAGE_ROOT")},
+			&cli.BoolFlag{Name: "debug", Usage: "print diagnostics on stderr"},
+		},
+		Before: func(ctx context.Context, cmd *cli.Command) (context.Context, error) {
+			logrus.SetOutput(os.Stderr)
+			logrus.SetLevel(logrus.WarnLevel)
+			if cmd.Bool("debug") {
+				logrus.SetLevel(logrus.DebugLevel)
+			}
+			return ctx, nil
+		},
+		Commands: []*cli.Command{
+			runCommand(),
+			psCommand(),
+			stopCommand(),
+			rmCommand(),
+			logsCommand(),
+			inspectCommand(),
+		},
+	}
+}
+
+// roots reads the installation's roots from the global flags.
+func roots(cmd *cli.Command) (container.Roots, error) {
+	r := container.Roots{State: cmd.String("state-root"), Image: cmd.String("image-root")}
+	return r, r.Validate()
+}
+
+func oneArg(n int) *int { return &n }
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "create and start a container",
+		ArgsUsage: "IMAGE [COMMAND [ARG...]]",
+		Description: "Everything after IMAGE is the container's command, flags included; it reaches the\n" +
+			"container exactly, never re-split on spaces. Without -d or -it the container runs in the\n" +
+			"foreground with its output streamed and fockker exits with its exit code.",
+		StopOnNthArg: oneArg(1),
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "it", Aliases: []string{"ti"}, Usage: "interactive with a terminal (-i and -t)"},
+			&cli.BoolFlag{Name: "i", Aliases: []string{"interactive"}, Usage: "keep stdin attached"},
+			&cli.BoolFlag{Name: "t", Aliases: []string{"tty"}, Usage: "allocate a pseudo-terminal"},
+			&cli.BoolFlag{Name: "d", Aliases: []string{"detach"}, Usage: "run in the background and print the start message"},
+			&cli.StringFlag{Name: "name", Usage: "container name ([a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}); default: its 10-digit ID"},
+			&cli.StringSliceFlag{Name: "v", Aliases: []string{"volume"}, Usage: "bind mount HOST:CONTAINER[:ro] (repeatable)"},
+			&cli.StringFlag{Name: "m", Aliases: []string{"memory"}, Usage: "memory limit, e.g. 100m, 1g, or bytes"},
+			&cli.StringFlag{Name: "cpus", Usage: "CPU limit in CPUs, e.g. 0.5"},
+			&cli.Uint64Flag{Name: "cpushare", Aliases: []string{"cpu-shares"}, Usage: "relative CPU weight (cgroup v1 shares, converted on v2)"},
+			&cli.StringFlag{Name: "cpuset", Aliases: []string{"cpuset-cpus"}, Usage: "CPUs the container may use, e.g. 0-1 or 0,2"},
+			&cli.Int64Flag{Name: "pids-limit", Usage: "maximum number of processes"},
+			&cli.StringSliceFlag{Name: "e", Aliases: []string{"env"}, Usage: "set KEY=VALUE in the container (repeatable)"},
+			&cli.StringSliceFlag{Name: "env-file", Usage: "read KEY=VALUE lines from a file (repeatable)"},
+			&cli.StringFlag{Name: "w", Aliases: []string{"workdir"}, Usage: "working directory inside the container"},
+			&cli.StringFlag{Name: "hostname", Usage: "container hostname (default: the container name)"},
+			&cli.BoolFlag{Name: "rm", Usage: "remove the container when it exits"},
+		},
+		Action: runAction,
+	}
+}
+
+func psCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ps",
+		Usage: "list containers",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "q", Aliases: []string{"quiet"}, Usage: "print IDs only"},
+			&cli.StringFlag{Name: "format", Usage: "table or json"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			r, err := roots(cmd)
+			if err != nil {
+				return err
+			}
+			if cmd.NArg() > 0 {
+				return fmt.Errorf("ps takes no arguments, got %q", cmd.Args().Slice())
+			}
+			format := cmd.String("format")
+			if format != "" && format != "table" && format != "json" {
+				return fmt.Errorf("--format %q: want table or json", format)
+			}
+			recs, err := container.List(r)
+			if err != nil {
+				return err
+			}
+			return printPs(os.Stdout, recs, cmd.Bool("q"), format == "json")
+		},
+	}
+}
+
+// printPs writes the seed's table (ID NAME PID STATUS COMMAND CREATED), IDs, or JSON.
+func printPs(w io.Writer, recs []*container.Record, quiet, asJSON bool) error {
+	if asJSON {
+		if recs == nil {
+			recs = []*container.Record{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(recs)
+	}
+	if quiet {
+		for _, r := range recs {
+			fmt.Fprintln(w, r.ID)
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tPID\tSTATUS\tCOMMAND\tCREATED")
+	for _, r := range recs {
+		pid := "-"
+		if r.Status != container.Stopped && r.Pid > 0 {
+			pid = fmt.Sprint(r.Pid)
+		}
+		status := string(r.Status)
+		if r.Status == container.Stopped && r.ExitCode != nil {
+			status = fmt.Sprintf("stopped (%d)", *r.ExitCode)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Name, pid, status, commandLine(r.Command), r.CreateTime)
+	}
+	return tw.Flush()
+}
+
+// commandLine shows argv in one column, quoting arguments that contain spaces.
+func commandLine(args []string) string {
+	parts := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\n\"'") {
+			a = fmt.Sprintf("%q", a)
+		}
+		parts[i] = a
+	}
+	s := strings.Join(parts, " ")
+	if len(s) > 40 {
+		s = s[:37] + "..."
+	}
+	return s
+}
+
+// forEach runs fn for every container named on the command line, reporting each failure and
+// returning an error if any failed (like docker stop/rm with several names).
+func forEach(cmd *cli.Command, fn func(r container.Roots, ref string) error) error {
+	r, err := roots(cmd)
+	if err != nil {
+		return err
+	}
+	if cmd.NArg() == 0 {
+		return fmt.Errorf("%s: at least one container name or ID is required", cmd.Name)
+	}
+	failed := 0
+	for _, ref := range cmd.Args().Slice() {
+		if err := fn(r, ref); err != nil {
+			fmt.Fprintln(os.Stderr, "fockker:", err)
+			failed++
+		}
+	}
+	if failed > 0 {
+		return &container.ExitError{Code: container.ExitEngine}
+	}
+	return nil
+}
+
+func stopCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "stop",
+		Usage:     "stop running containers: SIGTERM, then SIGKILL after the timeout",
+		ArgsUsage: "NAME|ID...",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "t", Aliases: []string{"time"}, Value: 10, Usage: "seconds to wait before SIGKILL"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			secs := cmd.Int("t")
+			if secs < 0 {
+				return fmt.Errorf("-t %d: must not be negative", secs)
+			}
+			return forEach(cmd, func(r container.Roots, ref string) error {
+				rec, stopped, err := container.Stop(r, ref, time.Duration(secs)*time.Second)
+				if err != nil {
+					return err
+				}
+				if stopped {
+					fmt.Println(say(msgStopped, rec.Name, rec.ID))
+				} else {
+					fmt.Println(say(msgNotRunning, rec.Name, rec.ID))
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func rmCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rm",
+		Usage:     "remove containers (a running one only with -f)",
+		ArgsUsage: "NAME|ID...",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "f", Aliases: []string{"force"}, Usage: "kill a running container first"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			return forEach(cmd, func(r container.Roots, ref string) error {
+				rec, err := container.Lookup(r, ref)
+				if err != nil {
+					return err
+				}
+				if err := container.Remove(r, rec.Name, cmd.Bool("f")); err != nil {
+					return err
+				}
+				fmt.Println(say(msgRemoved, rec.Name, rec.ID))
+				return nil
+			})
+		},
+	}
+}
+
+func logsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "logs",
+		Usage:     "print the output of a detached container",
+		ArgsUsage: "NAME|ID",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "f", Aliases: []string{"follow"}, Usage: "keep printing until the container stops"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			r, err := roots(cmd)
+			if err != nil {
+				return err
+			}
+			if cmd.NArg() != 1 {
+				return errors.New("logs: exactly one container name or ID is required")
+			}
+			return container.Logs(ctx, r, cmd.Args().First(), cmd.Bool("f"), os.Stdout)
+		},
+	}
+}
+
+func inspectCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "print containers' full records as JSON",
+		ArgsUsage: "NAME|ID...",
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			r, err := roots(cmd)
+			if err != nil {
+				return err
+			}
+			if cmd.NArg() == 0 {
+				return errors.New("inspect: at least one container name or ID is required")
+			}
+			var recs []*container.Record
+			for _, ref := range cmd.Args().Slice() {
+				rec, err := container.Lookup(r, ref)
+				if err != nil {
+					return err
+				}
+				recs = append(recs, rec)
+			}
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(recs)
+		},
+	}
+}

@@ -1,0 +1,131 @@
+package container
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// WatchCommand is argv[1] of the watcher: the small process that every detached container
+// gets (the seed's "Daemon"). It creates the container as its parent, survives the CLI in a
+// session of its own, waits for the container and records how it ended.
+const WatchCommand = "watch"
+
+const watchEnv = "_FOCKKER_WATCH"
+
+// watchRequest travels from the CLI to the watcher on fd 3.
+type watchRequest struct {
+	Roots Roots `json:"roots"`
+	Spec  Spec  `json:"spec"`
+}
+
+// watchReply travels back on fd 4 once the container runs (or could not be started).
+type watchReply struct {
+	Record *Record `json:"record,omitempty"`
+	Code   int     `json:"code,omitempty"`
+	Error  string  `json:"error,omitempty"`
+}
+
+// RunDetached starts a watcher for spec and returns the record of the running container, or
+// the error (with its exit code) that kept it from running. Nothing is left on failure.
+func RunDetached(roots Roots, spec Spec) (*Record, error) {
+	reqR, reqW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer reqW.Close()
+	repR, repW, err := os.Pipe()
+	if err != nil {
+		reqR.Close()
+		return nil, err
+	}
+	defer repR.Close()
+
+	cmd := exec.Command("/proc/self/exe", WatchCommand)
+	cmd.Env = []string{watchEnv + "=1"}
+	cmd.ExtraFiles = []*os.File{reqR, repW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives the CLI and its terminal
+	err = cmd.Start()
+	reqR.Close()
+	repW.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start watcher: %w", err)
+	}
+	if err := json.NewEncoder(reqW).Encode(watchRequest{Roots: roots, Spec: spec}); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("send request to watcher: %w", err)
+	}
+	reqW.Close()
+	var rep watchReply
+	if err := json.NewDecoder(repR).Decode(&rep); err != nil {
+		werr := cmd.Wait()
+		return nil, fmt.Errorf("watcher ended without a report (%v): %w", werr, err)
+	}
+	if rep.Error != "" {
+		_ = cmd.Wait()
+		return nil, &ExitError{Code: rep.Code, Err: errors.New(rep.Error)}
+	}
+	// The watcher lives on: not ours to reap. It will be re-parented when we exit.
+	_ = cmd.Process.Release()
+	return rep.Record, nil
+}
+
+// RunWatch is the watcher's body. It returns the watcher's exit code.
+func RunWatch() int {
+	if os.Getenv(watchEnv) != "1" {
+		fmt.Fprintln(os.Stderr, "fockker: watch is internal: it is started by `fockker run -d`, not by hand")
+		return ExitEngine
+	}
+	// Keep running whatever happens to the terminal or session the CLI had.
+	signal.Ignore(unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGPIPE, unix.SIGTERM)
+	reqf := os.NewFile(3, "request")
+	repf := os.NewFile(4, "reply")
+	unix.CloseOnExec(3)
+	unix.CloseOnExec(4)
+	reply := func(rep watchReply) {
+		_ = json.NewEncoder(repf).Encode(rep) // the CLI treats a missing reply as a failure
+		repf.Close()
+	}
+	fail := func(err error) int {
+		code := ExitEngine
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			code = ee.Code
+		}
+		reply(watchReply{Code: code, Error: err.Error()})
+		return code
+	}
+	var req watchRequest
+	if err := json.NewDecoder(io.LimitReader(reqf, 1<<20)).Decode(&req); err != nil {
+		return fail(fmt.Errorf("watcher: read request: %w", err))
+	}
+	reqf.Close()
+	c, err := Create(req.Roots, req.Spec, IO{Log: true})
+	if err != nil {
+		return fail(err)
+	}
+	c.Record.WatcherPid = os.Getpid()
+	if err := c.Start(); err != nil {
+		_ = c.Destroy()
+		return fail(err)
+	}
+	reply(watchReply{Record: c.Record})
+	code := c.Wait()
+	if err := c.Finish(code); err != nil {
+		// Nobody is left to tell but the container's log.
+		if f, ferr := os.OpenFile(req.Roots.LogPath(c.Record.Name), os.O_WRONLY|os.O_APPEND, 0); ferr == nil {
+			fmt.Fprintf(f, "fockker watcher: record exit: %v\n", err)
+			f.Close()
+		}
+		return ExitEngine
+	}
+	return 0
+}

@@ -1,0 +1,204 @@
+package container
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// InitCommand is argv[1] of the re-executed binary that becomes a container's first process.
+// main dispatches it before the CLI parses anything.
+const InitCommand = "init"
+
+// initEnv marks a process started by Create as a container init; without it `init` refuses.
+const initEnv = "_FOCKKER_INIT"
+
+// The descriptors Create passes to init: config and start signal in, status out.
+const (
+	initConfigFd = 3
+	initStatusFd = 4
+)
+
+// initConfig is what init needs to build the container; it travels as JSON over fd 3.
+type initConfig struct {
+	Args     []string `json:"args"`
+	Env      []string `json:"env"`
+	Cwd      string   `json:"cwd"`
+	Hostname string   `json:"hostname"`
+	Tty      bool     `json:"tty"`
+	Lower    string   `json:"lower"`
+	Upper    string   `json:"upper"`
+	Work     string   `json:"work"`
+	Merged   string   `json:"merged"`
+	Volumes  []Volume `json:"volumes"`
+}
+
+// initMsg is one status report from init to its creator, one JSON object per line.
+type initMsg struct {
+	Type  string `json:"type"` // "ready" or "error"
+	Code  int    `json:"code,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// Exit codes that follow docker's convention.
+const (
+	ExitEngine      = 125 // fockker itself failed
+	ExitCannotExec  = 126 // the command exists but cannot be invoked
+	ExitNotFound    = 127 // the command was not found
+	initFailureCode = ExitEngine
+)
+
+// RunInit is the body of a container's init process. It runs in the new namespaces, builds
+// the root filesystem, reports ready, waits for the start signal and execs the user's
+// command. It returns only on failure, with the exit code to use.
+func RunInit() int {
+	if os.Getenv(initEnv) != "1" {
+		fmt.Fprintln(os.Stderr, "fockker: init is internal: it is started by `fockker run`, not by hand")
+		return ExitEngine
+	}
+	status := os.NewFile(initStatusFd, "status")
+	report := func(code int, err error) int {
+		b, _ := json.Marshal(initMsg{Type: "error", Code: code, Error: err.Error()})
+		if _, werr := status.Write(append(b, '\n')); werr != nil {
+			fmt.Fprintln(os.Stderr, "fockker init:", err)
+		}
+		return code
+	}
+	// Nothing of ours may leak into the user's process.
+	unix.CloseOnExec(initConfigFd)
+	unix.CloseOnExec(initStatusFd)
+
+	ctl := os.NewFile(initConfigFd, "config")
+	var cfg initConfig
+	if err := json.NewDecoder(ctl).Decode(&cfg); err != nil {
+		return report(initFailureCode, fmt.Errorf("read config: %w", err))
+	}
+	if err := setupRootfs(&cfg); err != nil {
+		return report(initFailureCode, err)
+	}
+	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+		return report(initFailureCode, fmt.Errorf("sethostname: %w", err))
+	}
+	if err := loopbackUp(); err != nil {
+		return report(initFailureCode, err)
+	}
+	if b, err := json.Marshal(initMsg{Type: "ready"}); err != nil || writeAll(status, append(b, '\n')) != nil {
+		return initFailureCode
+	}
+	// Park until the creator says start. EOF means it gave up: leave without a word.
+	var go1 [1]byte
+	if n, _ := io.ReadFull(ctl, go1[:]); n != 1 {
+		return initFailureCode
+	}
+	ctl.Close()
+
+	if cfg.Cwd != "" {
+		if err := os.MkdirAll(cfg.Cwd, 0o755); err != nil {
+			return report(initFailureCode, fmt.Errorf("working directory %q: %w", cfg.Cwd, err))
+		}
+		if err := unix.Chdir(cfg.Cwd); err != nil {
+			return report(initFailureCode, fmt.Errorf("working directory %q: %w", cfg.Cwd, err))
+		}
+	}
+	path, code, err := lookPath(cfg.Args[0], envValue(cfg.Env, "PATH"))
+	if err != nil {
+		return report(code, err)
+	}
+	err = unix.Exec(path, cfg.Args, cfg.Env)
+	return report(execExitCode(err), fmt.Errorf("exec %q: %w", cfg.Args[0], err))
+}
+
+func writeAll(f *os.File, b []byte) error {
+	_, err := f.Write(b)
+	return err
+}
+
+// execExitCode maps an execve failure to docker's exit codes.
+func execExitCode(err error) int {
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return ExitNotFound
+	}
+	return ExitCannotExec
+}
+
+// lookPath finds a command the way a shell would, with the container's PATH (never the
+// host's). It returns docker's exit code for a failure.
+func lookPath(name, pathEnv string) (string, int, error) {
+	if name == "" {
+		return "", ExitNotFound, errors.New("empty command")
+	}
+	if strings.Contains(name, "/") {
+		return name, 0, checkExecutable(name)
+	}
+	if pathEnv == "" {
+		pathEnv = DefaultPath
+	}
+	denied := ""
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		err := checkExecutable(p)
+		if err == nil {
+			return p, 0, nil
+		}
+		if errors.Is(err, unix.EACCES) && denied == "" {
+			denied = p
+		}
+	}
+	if denied != "" {
+		return "", ExitCannotExec, fmt.Errorf("%q: permission denied", denied)
+	}
+	return "", ExitNotFound, fmt.Errorf("%q: executable file not found in $PATH", name)
+}
+
+func checkExecutable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return &os.PathError{Op: "exec", Path: p, Err: unix.EACCES}
+	}
+	if err := unix.Access(p, unix.X_OK); err != nil {
+		return &os.PathError{Op: "exec", Path: p, Err: err}
+	}
+	return nil
+}
+
+func envValue(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+// loopbackUp brings lo up in the container's new network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return os.NewSyscallError("SIOCGIFFLAGS lo", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return os.NewSyscallError("SIOCSIFFLAGS lo", err)
+	}
+	return nil
+}

@@ -1,0 +1,68 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+)
+
+// State is what a record says reconciled with the kernel: a container recorded as running
+// whose PID is gone, or now belongs to another process, is stopped.
+func State(rec *Record) Status {
+	switch rec.Status {
+	case Running, Created:
+		if !alive(rec.Pid, rec.StartTime) {
+			return Stopped
+		}
+	}
+	return rec.Status
+}
+
+// List returns all containers of an installation with their reconciled status.
+func List(roots Roots) ([]*Record, error) {
+	recs, err := NewStore(roots.State).List()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		r.Status = State(r)
+	}
+	return recs, nil
+}
+
+// Lookup resolves a name, ID or unique ID prefix and returns the reconciled record.
+func Lookup(roots Roots, ref string) (*Record, error) {
+	store := NewStore(roots.State)
+	name, err := store.Resolve(ref)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := store.Load(name)
+	if err != nil {
+		return nil, err
+	}
+	rec.Status = State(rec)
+	return rec, nil
+}
+
+// RunningRecord returns the record of a container that is running now, or ErrNotRunning.
+func RunningRecord(roots Roots, ref string) (*Record, error) {
+	rec, err := Lookup(roots, ref)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Status != Running {
+		return nil, fmt.Errorf("container %s: %w", rec.Name, ErrNotRunning)
+	}
+	return rec, nil
+}
+
+// IsUsage reports whether err is the user's mistake rather than the engine's.
+func IsUsage(err error) bool {
+	for _, e := range []error{ErrInvalidName, ErrInvalidVolume, ErrInvalidEnv, ErrInvalidRoot,
+		ErrRelativeRoot, ErrNameInUse, ErrNotFound, ErrAmbiguous, ErrImageNotFound, ErrRunning, ErrNotRunning} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,152 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/FishingRodd/fockker/container/cgroup"
+	"golang.org/x/sys/unix"
+)
+
+// signalInit sends sig to the container's init, but only if the PID still is that process: the
+// pidfd pins the process, and the start time is checked after it is pinned.
+func signalInit(rec *Record, sig unix.Signal) error {
+	if rec.Pid <= 0 {
+		return ErrNotRunning
+	}
+	fd, err := unix.PidfdOpen(rec.Pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return ErrNotRunning
+	}
+	if err != nil {
+		return os.NewSyscallError("pidfd_open", err)
+	}
+	defer unix.Close(fd)
+	if !alive(rec.Pid, rec.StartTime) {
+		return ErrNotRunning
+	}
+	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return ErrNotRunning
+		}
+		return os.NewSyscallError("pidfd_send_signal", err)
+	}
+	return nil
+}
+
+// waitGone polls until the container's init is gone or the deadline passes.
+func waitGone(rec *Record, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for delay := time.Millisecond; ; delay = min(delay*2, 50*time.Millisecond) {
+		if !alive(rec.Pid, rec.StartTime) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(delay)
+	}
+}
+
+// Stop sends SIGTERM to a running container, then SIGKILL after timeout, and waits until it
+// is gone. It reports false (and no error) when the container was not running.
+func Stop(roots Roots, ref string, timeout time.Duration) (*Record, bool, error) {
+	rec, err := Lookup(roots, ref)
+	if err != nil {
+		return nil, false, err
+	}
+	if rec.Status != Running && rec.Status != Created {
+		return rec, false, nil
+	}
+	if err := signalInit(rec, unix.SIGTERM); errors.Is(err, ErrNotRunning) {
+		return rec, false, nil
+	} else if err != nil {
+		return rec, false, err
+	}
+	if !waitGone(rec, timeout) {
+		if err := signalInit(rec, unix.SIGKILL); err != nil && !errors.Is(err, ErrNotRunning) {
+			return rec, false, err
+		}
+		if !waitGone(rec, 10*time.Second) {
+			return rec, false, fmt.Errorf("container %s: still running after SIGKILL", rec.Name)
+		}
+	}
+	return rec, true, settle(roots, rec)
+}
+
+// settle gives the container's parent (watcher or CLI) a moment to record the exit, and
+// records it itself when that parent is gone.
+func settle(roots Roots, rec *Record) error {
+	store := NewStore(roots.State)
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		cur, err := store.Load(rec.Name)
+		if errors.Is(err, ErrNotFound) {
+			return nil // removed (--rm)
+		}
+		if err != nil {
+			return err
+		}
+		if cur.Status == Stopped || cur.ID != rec.ID {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, err := store.Update(rec.Name, func(r *Record) error {
+		if r.ID == rec.ID && r.Status != Stopped {
+			r.Status = Stopped
+			r.FinishedAt = time.Now().Format(time.RFC3339Nano)
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Remove deletes a container: its cgroup, its layer directories and its record. A running
+// container is refused unless force is set, in which case it is killed first.
+func Remove(roots Roots, ref string, force bool) error {
+	store := NewStore(roots.State)
+	name, err := store.Resolve(ref)
+	if err != nil {
+		return err
+	}
+	lk, err := store.Lock(name)
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	rec, err := store.Load(name)
+	if err != nil {
+		return err
+	}
+	if State(rec) != Stopped {
+		if !force {
+			return fmt.Errorf("container %s: %w (stop it first or use rm -f)", name, ErrRunning)
+		}
+		if err := signalInit(rec, unix.SIGKILL); err != nil && !errors.Is(err, ErrNotRunning) {
+			return err
+		}
+		if !waitGone(rec, 10*time.Second) {
+			return fmt.Errorf("container %s: still running after SIGKILL", name)
+		}
+	}
+	cg, err := cgroup.Load(rec.Spec.CgroupParent, name)
+	if err != nil {
+		return err
+	}
+	if err := cg.Destroy(); err != nil {
+		return fmt.Errorf("container %s: %w", name, err)
+	}
+	if err := removeLayers(roots, name); err != nil {
+		return fmt.Errorf("container %s: %w", name, err)
+	}
+	return store.Delete(name)
+}

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// msgID names one user-facing message.
+type msgID int
+
+const (
+	msgStarted msgID = iota
+	msgStopped
+	msgNotRunning
+	msgRemoved
+)
+
+// catalog returns a message in English and in the seed's Chinese wording.
+func catalog(id msgID) (en, zh string) {
+	switch id {
+	case msgStarted:
+		return "Container %s started", "容器 %s 启动成功"
+	case msgStopped:
+		return "Container: %s, ID: %s, stopped", "容器: %s, ID: %s, 已进入stopped"
+	case msgNotRunning:
+		return "Container: %s, ID: %s, is not running", "容器: %s, ID: %s, 未在运行"
+	case msgRemoved:
+		return "Container: %s, ID: %s, removed", "容器: %s, ID: %s, 已删除"
+	}
+	return "%v", "%v"
+}
+
+// chinese reports whether the locale asks for Chinese messages: the first of LC_ALL,
+// LC_MESSAGES and LANG that is set decides, as in POSIX.
+func chinese() bool {
+	for _, k := range []string{"LC_ALL", "LC_MESSAGES", "LANG"} {
+		if v := os.Getenv(k); v != "" {
+			return strings.HasPrefix(v, "zh")
+		}
+	}
+	return false
+}
+
+// say formats a message in the user's language.
+func say(id msgID, args ...any) string {
+	en, zh := catalog(id)
+	if chinese() {
+		return fmt.Sprintf(zh, args...)
+	}
+	return fmt.Sprintf(en, args...)
+}

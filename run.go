@@ -1,0 +1,339 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/FishingRodd/fockker/container"
+	"github.com/FishingRodd/fockker/container/cgroup"
+	"github.com/creack/pty"
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v3"
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+)
+
+// runAction is `fockker run`: validate everything, then create and start the container
+// detached (through a watcher) or attached (this process is its parent).
+func runAction(ctx context.Context, cmd *cli.Command) error {
+	r, err := roots(cmd)
+	if err != nil {
+		return err
+	}
+	spec, err := specFromFlags(cmd)
+	if err != nil {
+		return err
+	}
+	if spec.Detach {
+		rec, err := container.RunDetached(r, spec)
+		if err != nil {
+			return err
+		}
+		logrus.Debugf("container %s: pid %d, watcher %d", rec.Name, rec.Pid, rec.WatcherPid)
+		fmt.Println(say(msgStarted, rec.Name))
+		return nil
+	}
+	return runAttached(r, spec)
+}
+
+// specFromFlags turns run's flags and arguments into a validated Spec. Nothing on the
+// machine is touched here: a bad input is refused before anything exists.
+func specFromFlags(cmd *cli.Command) (container.Spec, error) {
+	args := cmd.Args().Slice()
+	if len(args) == 0 {
+		return container.Spec{}, errors.New("run: an image is required: fockker run [flags] IMAGE [COMMAND [ARG...]]")
+	}
+	spec := container.Spec{
+		Image:        args[0],
+		Args:         args[1:],
+		Name:         cmd.String("name"),
+		Hostname:     cmd.String("hostname"),
+		WorkingDir:   cmd.String("w"),
+		Detach:       cmd.Bool("d"),
+		AutoRemove:   cmd.Bool("rm"),
+		Tty:          cmd.Bool("it") || cmd.Bool("t"),
+		Interactive:  cmd.Bool("it") || cmd.Bool("i"),
+		CgroupParent: container.DefaultCgroupParent,
+	}
+	if err := container.ValidateName("image", spec.Image); err != nil {
+		return spec, err
+	}
+	if len(spec.Args) == 0 {
+		return spec, fmt.Errorf("run: no command given for image %q", spec.Image)
+	}
+	if spec.Name != "" {
+		if err := container.ValidateName("container", spec.Name); err != nil {
+			return spec, err
+		}
+	}
+	if spec.Hostname != "" && !validHostname(spec.Hostname) {
+		return spec, fmt.Errorf("--hostname %q: not a valid hostname", spec.Hostname)
+	}
+	if spec.WorkingDir != "" && !strings.HasPrefix(spec.WorkingDir, "/") {
+		return spec, fmt.Errorf("-w %q: the working directory must be an absolute path", spec.WorkingDir)
+	}
+	if spec.Detach && (spec.Tty || spec.Interactive) {
+		return spec, errors.New("run: -d cannot be combined with -i/-t/-it: a detached container has no terminal")
+	}
+	seen := map[string]bool{}
+	for _, s := range cmd.StringSlice("v") {
+		v, err := container.ParseVolume(s)
+		if err != nil {
+			return spec, err
+		}
+		if seen[v.Target] {
+			return spec, fmt.Errorf("volume %q: %s is already a mount point: %w", s, v.Target, container.ErrInvalidVolume)
+		}
+		seen[v.Target] = true
+		spec.Volumes = append(spec.Volumes, v)
+	}
+	var err error
+	if spec.Limits, err = limitsFromFlags(cmd); err != nil {
+		return spec, err
+	}
+	user, err := userEnv(cmd.StringSlice("env-file"), cmd.StringSlice("e"))
+	if err != nil {
+		return spec, err
+	}
+	hostname := spec.Hostname
+	if hostname == "" {
+		hostname = spec.Name // empty without --name: Create fills in the ID
+	}
+	spec.Env = containerEnv(hostname, spec.Tty, user)
+	return spec, nil
+}
+
+func limitsFromFlags(cmd *cli.Command) (cgroup.Limits, error) {
+	var l cgroup.Limits
+	var err error
+	if s := cmd.String("m"); s != "" {
+		if l.Memory, err = cgroup.ParseMemory(s); err != nil {
+			return l, fmt.Errorf("-m %q: %w", s, err)
+		}
+	}
+	if s := cmd.String("cpus"); s != "" {
+		if l.CPUQuota, l.CPUPeriod, err = cgroup.ParseCPUs(s); err != nil {
+			return l, fmt.Errorf("--cpus %q: %w", s, err)
+		}
+	}
+	if cmd.IsSet("cpushare") {
+		if l.CPUShares = cmd.Uint64("cpushare"); l.CPUShares < 2 || l.CPUShares > 262144 {
+			return l, fmt.Errorf("--cpushare %d: must be between 2 and 262144", l.CPUShares)
+		}
+	}
+	if s := cmd.String("cpuset"); s != "" {
+		if err := cgroup.ValidateCpuset(s); err != nil {
+			return l, fmt.Errorf("--cpuset %q: %w", s, err)
+		}
+		l.Cpuset = s
+	}
+	if cmd.IsSet("pids-limit") {
+		if l.PidsLimit = cmd.Int64("pids-limit"); l.PidsLimit <= 0 {
+			return l, fmt.Errorf("--pids-limit %d: must be a positive number", l.PidsLimit)
+		}
+	}
+	return l, nil
+}
+
+// validHostname accepts RFC 1123 host names.
+func validHostname(h string) bool {
+	if len(h) > 64 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// userEnv collects the user's variables: env files first, then -e, later ones winning.
+// "-e KEY" without a value passes the host's KEY if it is set, as docker does.
+func userEnv(files, flags []string) ([]string, error) {
+	var env []string
+	for _, path := range files {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("--env-file: %w", err)
+		}
+		sc := bufio.NewScanner(f)
+		for n := 1; sc.Scan(); n++ {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			kv, ok, err := envEntry(line)
+			if err != nil {
+				f.Close()
+				return nil, fmt.Errorf("--env-file %s:%d: %w", path, n, err)
+			}
+			if ok {
+				env = append(env, kv)
+			}
+		}
+		err = sc.Err()
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("--env-file %s: %w", path, err)
+		}
+	}
+	for _, s := range flags {
+		kv, ok, err := envEntry(s)
+		if err != nil {
+			return nil, fmt.Errorf("-e: %w", err)
+		}
+		if ok {
+			env = append(env, kv)
+		}
+	}
+	return env, nil
+}
+
+func envEntry(s string) (string, bool, error) {
+	k, v, hasValue := strings.Cut(s, "=")
+	if k == "" || strings.ContainsAny(k, " \t\x00") || strings.ContainsRune(v, 0) {
+		return "", false, fmt.Errorf("%q: want KEY=VALUE: %w", s, container.ErrInvalidEnv)
+	}
+	if !hasValue {
+		hv, ok := os.LookupEnv(k)
+		return k + "=" + hv, ok, nil
+	}
+	return s, true, nil
+}
+
+// containerEnv is the container's whole environment: PATH, HOSTNAME, HOME, TERM with a
+// terminal, then the user's variables overriding those. Never the host's environment.
+func containerEnv(hostname string, tty bool, user []string) []string {
+	env := []string{"PATH=" + container.DefaultPath}
+	if hostname != "" {
+		env = append(env, "HOSTNAME="+hostname)
+	}
+	env = append(env, "HOME=/root")
+	if tty {
+		env = append(env, "TERM=xterm")
+	}
+	index := map[string]int{}
+	for i, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		index[k] = i
+	}
+	for _, kv := range user {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := index[k]; ok {
+			env[i] = kv
+			continue
+		}
+		index[k] = len(env)
+		env = append(env, kv)
+	}
+	return env
+}
+
+// runAttached runs a container in the foreground: with a terminal for -t, with stdin for -i,
+// otherwise with only its output streamed. The exit code is the container's.
+func runAttached(r container.Roots, spec container.Spec) (err error) {
+	stdio := container.IO{Stdout: os.Stdout, Stderr: os.Stderr}
+	if spec.Interactive {
+		stdio.Stdin = os.Stdin
+	}
+	var ptmx *os.File
+	if spec.Tty {
+		master, slave, err := pty.Open()
+		if err != nil {
+			return fmt.Errorf("allocate a terminal: %w", err)
+		}
+		defer master.Close()
+		defer slave.Close()
+		if term.IsTerminal(int(os.Stdin.Fd())) {
+			if err := pty.InheritSize(os.Stdin, master); err != nil {
+				logrus.Debugf("terminal size: %v", err)
+			}
+		}
+		ptmx = master
+		stdio = container.IO{Stdin: slave, Stdout: slave, Stderr: slave, Tty: true}
+	}
+
+	// Forward what the user's shell sends us to the container, as docker's sig-proxy does.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
+	defer signal.Stop(sigs)
+
+	c, err := container.Create(r, spec, stdio)
+	if err != nil {
+		return err
+	}
+	if spec.Tty {
+		stdio.Stdin.Close() // the container holds the terminal now
+	}
+	if err := c.Start(); err != nil {
+		if derr := c.Destroy(); derr != nil {
+			logrus.Warnf("container %s: roll back: %v", c.Record.Name, derr)
+		}
+		return err
+	}
+
+	var output chan struct{}
+	if ptmx != nil {
+		fmt.Fprintln(os.Stderr, say(msgStarted, c.Record.Name))
+		if term.IsTerminal(int(os.Stdin.Fd())) {
+			old, err := term.MakeRaw(int(os.Stdin.Fd()))
+			if err == nil {
+				defer term.Restore(int(os.Stdin.Fd()), old)
+			}
+		}
+		output = make(chan struct{})
+		go func() {
+			io.Copy(os.Stdout, ptmx) // ends with EIO once the container's side is closed
+			close(output)
+		}()
+		if spec.Interactive {
+			go func() {
+				io.Copy(ptmx, os.Stdin)
+				ptmx.Write([]byte{4}) // our stdin ended: the terminal's EOF (^D)
+			}()
+		}
+	}
+
+	done := make(chan int, 1)
+	go func() { done <- c.Wait() }()
+	var code int
+wait:
+	for {
+		select {
+		case code = <-done:
+			break wait
+		case s := <-sigs:
+			if s == unix.SIGWINCH {
+				if ptmx != nil {
+					_ = pty.InheritSize(os.Stdin, ptmx)
+				}
+				continue
+			}
+			if err := c.Signal(s); err != nil {
+				logrus.Debugf("forward %v: %v", s, err)
+			}
+		}
+	}
+	if output != nil {
+		<-output
+	}
+	if err := c.Finish(code); err != nil {
+		return err
+	}
+	if code != 0 {
+		return &container.ExitError{Code: code}
+	}
+	return nil
+}
