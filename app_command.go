@@ -70,6 +70,8 @@ func runCommand() *cli.Command {
 			"container exactly, never re-split on spaces. Without -d or -it the container runs in the\n" +
 			"foreground with its output streamed and fockker exits with its exit code.",
 		StopOnNthArg: oneArg(1),
+		// -e A=1,2 is one variable: values are never split on commas.
+		DisableSliceFlagSeparator: true,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "it", Aliases: []string{"ti"}, Usage: "interactive with a terminal (-i and -t)"},
 			&cli.BoolFlag{Name: "i", Aliases: []string{"interactive"}, Usage: "keep stdin attached"},

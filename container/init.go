@@ -134,7 +134,10 @@ func lookPath(name, pathEnv string) (string, int, error) {
 		return "", ExitNotFound, errors.New("empty command")
 	}
 	if strings.Contains(name, "/") {
-		return name, 0, checkExecutable(name)
+		if err := checkExecutable(name); err != nil {
+			return "", execExitCode(err), err
+		}
+		return name, 0, nil
 	}
 	if pathEnv == "" {
 		pathEnv = DefaultPath

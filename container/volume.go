@@ -177,11 +177,15 @@ func setupDev(root string, tty bool) error {
 	}
 	if tty {
 		// The terminal is the host pty on our stdin; make it /dev/console too, as runc does.
+		slave, err := os.Readlink("/proc/self/fd/0")
+		if err != nil {
+			return err
+		}
 		console := filepath.Join(dev, "console")
 		if err := os.WriteFile(console, nil, 0o600); err != nil {
 			return err
 		}
-		if err := unix.Mount("/proc/self/fd/0", console, "", unix.MS_BIND, ""); err != nil {
+		if err := unix.Mount(slave, console, "", unix.MS_BIND, ""); err != nil {
 			return mountErr("console", console, err)
 		}
 	}
