@@ -9,9 +9,9 @@ bb=${BUSYBOX:-/bin/busybox}
 if ! "$bb" --list-full >/dev/null 2>&1; then
 	echo "busybox-image: $bb cannot list its applets" >&2; exit 1
 fi
-case $(file -b "$bb" 2>/dev/null || echo static) in
-*dynamically*) echo "busybox-image: $bb is dynamically linked; install busybox-static" >&2; exit 1 ;;
-esac
+if ldd "$bb" >/dev/null 2>&1; then
+	echo "busybox-image: $bb is dynamically linked; install busybox-static" >&2; exit 1
+fi
 dst=$root/busybox
 if [ -d "$dst" ]; then
 	echo "busybox-image: $dst already exists"

@@ -1,0 +1,58 @@
+# fockker: `make demo` builds and runs a real container; `make test` runs every test.
+# Both install the OS packages they need when run as root on Debian/Ubuntu.
+
+export PATH := $(PATH):/usr/local/go/bin
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BIN       ?= ./fockker
+IMAGE_ROOT ?= $(or $(FOCKKER_IMAGE_ROOT),/var/root)
+UNIT_PKGS  = $(shell $(GO) list ./... | grep -v '/tests')
+
+.PHONY: all build deps image demo test lint unit e2e vmtest clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) .
+
+deps:
+	@scripts/deps.sh
+
+image: deps
+	@scripts/busybox-image.sh $(IMAGE_ROOT)
+
+# A real container: foreground with its output, then a detached one through ps/logs/stop/rm.
+demo: deps build image
+	@echo '$$ fockker run --rm busybox sh -c "..."'
+	@$(BIN) --image-root $(IMAGE_ROOT) run --rm --name fockker-demo -m 64m busybox \
+		sh -c 'echo "hello from $$(hostname), I am PID $$$$"; echo "my processes:"; ps; echo "my mounts:"; mount | head -3'
+	@echo '$$ fockker run -d busybox sh -c "while true; do date; sleep 1; done"'
+	@$(BIN) --image-root $(IMAGE_ROOT) run -d --name fockker-demo-d busybox sh -c 'while true; do date; sleep 1; done'
+	@sleep 2
+	@$(BIN) --image-root $(IMAGE_ROOT) ps
+	@$(BIN) --image-root $(IMAGE_ROOT) logs fockker-demo-d
+	@$(BIN) --image-root $(IMAGE_ROOT) stop -t 1 fockker-demo-d
+	@$(BIN) --image-root $(IMAGE_ROOT) rm fockker-demo-d
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -count=1 $(UNIT_PKGS)
+
+# Black-box tests: the built binary as root, in a network namespace of their own.
+e2e: deps
+	$(GO) test -count=1 -timeout 20m ./tests/
+
+# cgroup v2 on a real kernel: Debian's kernel under qemu (TCG) with an initramfs.
+vmtest: build
+	@scripts/deps.sh --vm
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+		scripts/busybox-image.sh "$$tmp" >/dev/null && \
+		tests/vm/run.sh $(BIN) "$$tmp/busybox"
+
+test: deps lint unit e2e vmtest
+
+clean:
+	rm -f $(BIN)
