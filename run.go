@@ -208,7 +208,10 @@ func envEntry(s string) (string, bool, error) {
 	}
 	if !hasValue {
 		hv, ok := os.LookupEnv(k)
-		return k + "=" + hv, ok, nil
+		if !ok {
+			return "", false, nil
+		}
+		return k + "=" + hv, true, nil
 	}
 	return s, true, nil
 }
