@@ -190,7 +190,8 @@ func (c *Container) startInit(stdio IO) error {
 	c.ctl = ctlW
 	c.status = bufio.NewReader(stR)
 
-	cmd := exec.Command("/proc/self/exe", InitCommand)
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Args = []string{"fockker", InitCommand}
 	cmd.Env = []string{initEnv + "=1"} // never the host's environment
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
 	cmd.ExtraFiles = []*os.File{ctlR, stW} // fds 3 and 4

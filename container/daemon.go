@@ -48,7 +48,8 @@ func RunDetached(roots Roots, spec Spec) (*Record, error) {
 	}
 	defer repR.Close()
 
-	cmd := exec.Command("/proc/self/exe", WatchCommand)
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Args = []string{"fockker", WatchCommand} // as ps shows it
 	cmd.Env = []string{watchEnv + "=1"}
 	cmd.ExtraFiles = []*os.File{reqR, repW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives the CLI and its terminal
