@@ -1,0 +1,284 @@
+package cgroup
+
+// Tests on a fake cgroupfs in t.TempDir(): directory layout and control
+// files are plain files, so the logic that is ours (checks, teardown order,
+// waiting, parent removal) runs without root and on any host.
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeCgroup builds a Cgroup whose hierarchies are directories under a temp
+// root: root/<sub>/parent/name for each sub (v1 layout).
+func fakeCgroup(t *testing.T, subs ...string) (*Cgroup, string) {
+	t.Helper()
+	root := t.TempDir()
+	c := &Cgroup{parent: "fockker", name: "c1", paths: map[string]string{}, destroyWait: 50 * time.Millisecond}
+	for _, s := range subs {
+		c.paths[s] = filepath.Join(root, s, c.parent, c.name)
+	}
+	return c, root
+}
+
+func mkdirs(t *testing.T, dirs ...string) {
+	t.Helper()
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+func TestCheckV1Mounted(t *testing.T) {
+	paths := map[string]string{"memory": "/m", "cpu": "/c", "cpuset": "/s"}
+	l := Limits{Memory: 64 << 20, CPUQuota: 50000, PidsLimit: 5}
+	err := checkV1Mounted(paths, l.settings(false, false))
+	if !errors.Is(err, ErrControllerUnavailable) || !strings.Contains(err.Error(), "pids limit") || !strings.Contains(err.Error(), `"pids"`) {
+		t.Fatalf("missing pids: %v", err)
+	}
+	l.PidsLimit = 0
+	if err := checkV1Mounted(paths, l.settings(false, false)); err != nil {
+		t.Fatalf("all mounted: %v", err)
+	}
+	if err := checkV1Mounted(map[string]string{}, nil); err != nil {
+		t.Fatalf("no limits: %v", err)
+	}
+}
+
+func TestCheckV2Available(t *testing.T) {
+	// As read from a cgroup.controllers file on a fake cgroupfs.
+	dir := t.TempDir()
+	f := filepath.Join(dir, "cgroup.controllers")
+	all := Limits{Memory: 64 << 20, CPUQuota: 50000, CPUShares: 100, Cpuset: "0", PidsLimit: 5}
+	tests := []struct {
+		name, controllers string
+		l                 Limits
+		missing           string // "" means success
+	}{
+		{"all present", "cpuset cpu io memory hugetlb pids rdma misc\n", all, ""},
+		{"no limits, nothing needed", "", Limits{}, ""},
+		{"hybrid-like hugetlb only", "hugetlb\n", Limits{Memory: 64 << 20}, "memory"},
+		{"no cpuset", "cpu io memory pids\n", all, "cpuset"},
+		{"no cpu for shares", "memory pids\n", Limits{CPUShares: 512}, "cpu"},
+		{"no pids", "cpu memory cpuset\n", Limits{PidsLimit: 3}, "pids"},
+		{"prefix is not a match", "cpuset\n", Limits{CPUQuota: 1000}, "cpu"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(f, []byte(tc.controllers), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = checkV2Available(string(data), f, tc.l.settings(true, false))
+			if tc.missing == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrControllerUnavailable) || !strings.Contains(err.Error(), `"`+tc.missing+`" is not in `+f) {
+				t.Fatalf("got %v, want %q unavailable", err, tc.missing)
+			}
+		})
+	}
+}
+
+func TestPrecheckV1MissingController(t *testing.T) {
+	c, _ := fakeCgroup(t, "memory", "cpu", "cpuset")
+	c.limits = Limits{PidsLimit: 10}
+	err := c.Create()
+	if !errors.Is(err, ErrControllerUnavailable) || !strings.Contains(err.Error(), "pids") {
+		t.Fatalf("Create with unmounted pids: %v", err)
+	}
+	if c.Exists() {
+		t.Fatal("Create created something before failing its check")
+	}
+}
+
+func TestCreateRefusesExisting(t *testing.T) {
+	// Present in one hierarchy only (e.g. another install's leftover or
+	// a concurrent owner): refused, and left exactly as it was.
+	c, _ := fakeCgroup(t, "memory", "cpu", "pids")
+	mkdirs(t, c.paths["pids"])
+	marker := filepath.Join(c.paths["pids"], "owned-by-someone")
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Create()
+	if !errors.Is(err, ErrExist) || !strings.Contains(err.Error(), c.paths["pids"]) {
+		t.Fatalf("Create over existing: %v", err)
+	}
+	if !exists(marker) || exists(c.paths["memory"]) || exists(c.paths["cpu"]) {
+		t.Fatal("refused Create changed the filesystem")
+	}
+}
+
+func TestDestroyFake(t *testing.T) {
+	c, root := fakeCgroup(t, "memory", "cpu", "")
+	mkdirs(t, c.paths["memory"], c.paths["cpu"], c.paths[""])
+	// A sibling still uses the parent in the memory hierarchy only.
+	sibling := filepath.Join(root, "memory", "fockker", "other")
+	mkdirs(t, sibling)
+
+	if err := c.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range c.paths {
+		if exists(p) {
+			t.Errorf("%s left behind", p)
+		}
+	}
+	if exists(filepath.Join(root, "cpu", "fockker")) || exists(filepath.Join(root, "fockker")) {
+		t.Error("empty parent left behind")
+	}
+	if !exists(sibling) {
+		t.Error("sibling removed")
+	}
+	// Idempotent: nothing to remove is success.
+	if err := c.Destroy(); err != nil {
+		t.Fatalf("second Destroy: %v", err)
+	}
+	if !exists(sibling) {
+		t.Error("second Destroy removed the sibling")
+	}
+}
+
+func TestDestroyWaitsForProcs(t *testing.T) {
+	c, _ := fakeCgroup(t, "memory", "pids")
+	mkdirs(t, c.paths["memory"], c.paths["pids"])
+	procs := filepath.Join(c.paths["memory"], "cgroup.procs")
+	if err := os.WriteFile(procs, []byte("4242\n4243\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Destroy()
+	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "[4242 4243]") {
+		t.Fatalf("Destroy with tasks: %v", err)
+	}
+	if !exists(c.paths["memory"]) {
+		t.Fatal("busy cgroup removed")
+	}
+	if exists(c.paths["pids"]) {
+		t.Fatal("other hierarchy not cleaned up despite the busy one")
+	}
+
+	// The tasks leave while we wait: the wait then ends without error.
+	done := make(chan error, 1)
+	go func() { done <- waitNoProcs(c.paths["memory"], time.Now().Add(time.Minute)) }()
+	time.Sleep(20 * time.Millisecond)
+	if err := os.WriteFile(procs, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("waitNoProcs: %v", err)
+	}
+}
+
+func TestReadProcs(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := readProcs(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing file: %v", err)
+	}
+	f := filepath.Join(dir, "cgroup.procs")
+	for content, want := range map[string]int{"": 0, "1\n": 1, "1\n22\n333\n": 3} {
+		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pids, err := readProcs(dir)
+		if err != nil || len(pids) != want {
+			t.Fatalf("readProcs(%q) = %v, %v", content, pids, err)
+		}
+	}
+	if err := os.WriteFile(f, []byte("12\nx\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readProcs(dir); err == nil {
+		t.Fatal("junk pid accepted")
+	}
+}
+
+func TestRemoveIfEmpty(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "fockker")
+	if err := removeIfEmpty(dir); err != nil {
+		t.Fatalf("missing dir: %v", err)
+	}
+	mkdirs(t, filepath.Join(dir, "child"))
+	if err := removeIfEmpty(dir); err != nil {
+		t.Fatalf("non-empty dir: %v", err)
+	}
+	if !exists(dir) {
+		t.Fatal("non-empty dir removed")
+	}
+	if err := os.Remove(filepath.Join(dir, "child")); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeIfEmpty(dir); err != nil || exists(dir) {
+		t.Fatalf("empty dir: %v, exists=%v", err, exists(dir))
+	}
+	// A file is not a parent cgroup: reported, not ignored.
+	file := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeIfEmpty(file); err == nil {
+		t.Fatal("rmdir of a file succeeded")
+	}
+}
+
+func TestCpusetPopulated(t *testing.T) {
+	tests := []struct {
+		name       string
+		cpus, mems string
+		noprefix   bool
+		want       bool
+	}{
+		{"both", "0-1\n", "0\n", false, true},
+		{"empty cpus", "\n", "0\n", false, false},
+		{"empty mems", "0-1\n", "", false, false},
+		{"noprefix", "0\n", "0\n", true, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			prefix := "cpuset."
+			if tc.noprefix {
+				prefix = ""
+			}
+			for f, v := range map[string]string{"cpus": tc.cpus, "mems": tc.mems} {
+				if err := os.WriteFile(filepath.Join(dir, prefix+f), []byte(v), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := cpusetPopulated(dir)
+			if err != nil || got != tc.want {
+				t.Fatalf("cpusetPopulated = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := cpusetPopulated(t.TempDir()); err == nil {
+		t.Fatal("missing files not reported")
+	}
+}
+
+func TestClaimPathAvoidsCpuset(t *testing.T) {
+	c, _ := fakeCgroup(t, "cpuset", "memory", "cpu")
+	if got := c.claimPath(); got != c.paths["cpu"] {
+		t.Fatalf("claimPath = %s, want the cpu dir", got)
+	}
+	only, _ := fakeCgroup(t, "cpuset")
+	if got := only.claimPath(); got != only.paths["cpuset"] {
+		t.Fatalf("claimPath with cpuset only = %s", got)
+	}
+}

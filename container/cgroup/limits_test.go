@@ -1,0 +1,358 @@
+package cgroup
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseMemory(t *testing.T) {
+	const mi = 1 << 20
+	tests := []struct {
+		in      string
+		want    int64
+		wantErr string // substring; "" means success
+	}{
+		{in: "100m", want: 100 * mi},
+		{in: "100M", want: 100 * mi},
+		{in: "100mb", want: 100 * mi},
+		{in: "100MiB", want: 100 * mi},
+		{in: "1g", want: 1 << 30},
+		{in: "1GB", want: 1 << 30},
+		{in: "1.5g", want: 3 << 29},
+		{in: "0.5g", want: 1 << 29},
+		{in: "8192k", want: 8 * mi},
+		{in: "6m", want: MinMemory},
+		{in: "6291456", want: MinMemory},
+		{in: "6291456b", want: MinMemory},
+		{in: "1t", want: 1 << 40},
+		{in: "10.0000001m", want: 10*mi + 0}, // 0.1048576 bytes rounded down
+		{in: "9223372036854775807", want: 1<<63 - 1},
+		{in: "", wantErr: "empty"},
+		{in: "-1", wantErr: "want a number"},
+		{in: "-100m", wantErr: "want a number"},
+		{in: "+100m", wantErr: "want a number"},
+		{in: "abc", wantErr: "want a number"},
+		{in: "m", wantErr: "want a number"},
+		{in: "100x", wantErr: "want a number"},
+		{in: "100 m", wantErr: "want a number"},
+		{in: " 100m", wantErr: "want a number"},
+		{in: "1e9", wantErr: "want a number"},
+		{in: "1.m", wantErr: "want a number"},
+		{in: ".5g", wantErr: "want a number"},
+		{in: "1,5g", wantErr: "want a number"},
+		{in: "100ib", wantErr: `"ib" needs a unit`},
+		{in: "100mm", wantErr: "want a number"},
+		{in: "0", wantErr: "minimum"},
+		{in: "0m", wantErr: "minimum"},
+		{in: "512k", wantErr: "minimum"},
+		{in: "1048576", wantErr: "minimum"},
+		{in: "5.99m", wantErr: "minimum"},
+		{in: "9223372036854775808", wantErr: "too large"},
+		{in: "8388608t", wantErr: "too large"},
+		{in: "99999999999999999999999g", wantErr: "too large"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseMemory(tc.in)
+			if tc.wantErr != "" {
+				if err == nil {
+					t.Fatalf("ParseMemory(%q) = %d, want error containing %q", tc.in, got, tc.wantErr)
+				}
+				if !errors.Is(err, ErrInvalidLimit) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("ParseMemory(%q) error %q, want ErrInvalidLimit containing %q", tc.in, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("ParseMemory(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseCPUs(t *testing.T) {
+	tests := []struct {
+		in      string
+		ncpu    int
+		quota   int64
+		wantErr string
+	}{
+		{in: "0.5", ncpu: 2, quota: 50000},
+		{in: ".5", ncpu: 2, quota: 50000},
+		{in: "1", ncpu: 2, quota: 100000},
+		{in: "2", ncpu: 2, quota: 200000},
+		{in: "2.0", ncpu: 2, quota: 200000},
+		{in: "1.25", ncpu: 4, quota: 125000},
+		{in: "0.01", ncpu: 1, quota: 1000},
+		{in: "0.333333", ncpu: 1, quota: 33333}, // sub-µs digits dropped
+		{in: "0", ncpu: 2, wantErr: "greater than 0"},
+		{in: "0.0", ncpu: 2, wantErr: "greater than 0"},
+		{in: "-1", ncpu: 2, wantErr: "positive decimal"},
+		{in: "2.5", ncpu: 2, wantErr: "only 2 CPUs"},
+		{in: "3", ncpu: 2, wantErr: "only 2 CPUs"},
+		{in: "0.009", ncpu: 2, wantErr: "minimum is 0.01"},
+		{in: "", ncpu: 2, wantErr: "positive decimal"},
+		{in: "abc", ncpu: 2, wantErr: "positive decimal"},
+		{in: "1/2", ncpu: 2, wantErr: "positive decimal"},
+		{in: "1e-1", ncpu: 2, wantErr: "positive decimal"},
+		{in: "0x1", ncpu: 2, wantErr: "positive decimal"},
+		{in: "1.", ncpu: 2, wantErr: "positive decimal"},
+		{in: ".", ncpu: 2, wantErr: "positive decimal"},
+		{in: "NaN", ncpu: 2, wantErr: "positive decimal"},
+		{in: " 1", ncpu: 2, wantErr: "positive decimal"},
+		{in: "99999999999999999999999", ncpu: 2, wantErr: "only 2 CPUs"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			q, p, err := parseCPUs(tc.in, tc.ncpu)
+			if tc.wantErr != "" {
+				if err == nil || !errors.Is(err, ErrInvalidLimit) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("parseCPUs(%q, %d) = %d, %d, %v; want ErrInvalidLimit containing %q", tc.in, tc.ncpu, q, p, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || q != tc.quota || p != DefaultCPUPeriod {
+				t.Fatalf("parseCPUs(%q, %d) = %d, %d, %v; want %d, %d", tc.in, tc.ncpu, q, p, err, tc.quota, DefaultCPUPeriod)
+			}
+		})
+	}
+}
+
+func TestParseCPUsUsesThisMachine(t *testing.T) {
+	// 0.01 is always acceptable, 100000 CPUs never on a test machine.
+	if q, p, err := ParseCPUs("0.01"); err != nil || q != 1000 || p != DefaultCPUPeriod {
+		t.Fatalf("ParseCPUs(0.01) = %d, %d, %v", q, p, err)
+	}
+	if _, _, err := ParseCPUs("100000"); err == nil {
+		t.Fatal("ParseCPUs(100000) succeeded")
+	}
+}
+
+func TestValidateCpuset(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"0", true},
+		{"0-2", true},
+		{"0,2-3", true},
+		{"0,1", true},
+		{"3,1", true},
+		{"0-0", true},
+		{"65535", true},
+		{"", false},
+		{"-1", false},
+		{"1-", false},
+		{"-", false},
+		{"2-1", false},
+		{"0,,1", false},
+		{"0,", false},
+		{",0", false},
+		{" 0", false},
+		{"0 - 1", false},
+		{"a", false},
+		{"0-1-2", false},
+		{"1.5", false},
+		{"+1", false},
+		{"65536", false},
+		{"0-99999999999999999999", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			err := ValidateCpuset(tc.in)
+			if tc.ok != (err == nil) {
+				t.Fatalf("ValidateCpuset(%q) = %v, want ok=%v", tc.in, err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidLimit) {
+				t.Fatalf("ValidateCpuset(%q) = %v, not ErrInvalidLimit", tc.in, err)
+			}
+		})
+	}
+}
+
+func TestCheckCPUsOnline(t *testing.T) {
+	tests := []struct {
+		want, online string
+		errCPU       string // "" means success
+	}{
+		{"0", "0-1\n", ""},
+		{"0-1", "0-1\n", ""},
+		{"1,3", "0-1,3\n", ""},
+		{"2", "0-1\n", "CPU 2 "},
+		{"0-2", "0-1\n", "CPU 2 "},
+		{"2", "0-1,3\n", "CPU 2 "},
+		{"0", "1-3\n", "CPU 0 "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.want+"/"+strings.TrimSpace(tc.online), func(t *testing.T) {
+			err := checkCPUsOnline(tc.want, tc.online)
+			if tc.errCPU == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.errCPU) || !strings.Contains(err.Error(), "not online") {
+				t.Fatalf("checkCPUsOnline(%q, %q) = %v, want %q not online", tc.want, tc.online, err, tc.errCPU)
+			}
+		})
+	}
+}
+
+func TestLimitsValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		l    Limits
+		ok   bool
+	}{
+		{"zero", Limits{}, true},
+		{"all", Limits{Memory: 64 << 20, CPUQuota: 50000, CPUPeriod: 100000, CPUShares: 512, Cpuset: "0", PidsLimit: 10}, true},
+		{"quota without period", Limits{CPUQuota: 50000}, true},
+		{"memory negative", Limits{Memory: -1}, false},
+		{"memory below minimum", Limits{Memory: MinMemory - 1}, false},
+		{"quota negative", Limits{CPUQuota: -1}, false},
+		{"quota too small", Limits{CPUQuota: 999}, false},
+		{"period without quota", Limits{CPUPeriod: 100000}, false},
+		{"period too small", Limits{CPUQuota: 1000, CPUPeriod: 999}, false},
+		{"period too large", Limits{CPUQuota: 1000, CPUPeriod: 1000001}, false},
+		{"shares too small", Limits{CPUShares: 1}, false},
+		{"shares too large", Limits{CPUShares: 262145}, false},
+		{"bad cpuset", Limits{Cpuset: "0-"}, false},
+		{"pids negative", Limits{PidsLimit: -1}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.l.Validate()
+			if tc.ok != (err == nil) {
+				t.Fatalf("Validate(%+v) = %v, want ok=%v", tc.l, err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidLimit) {
+				t.Fatalf("Validate(%+v) = %v, not ErrInvalidLimit", tc.l, err)
+			}
+		})
+	}
+}
+
+func TestCPUWeight(t *testing.T) {
+	// Reference points of runc's conversion: min, default and max map to
+	// cpu.weight's min, default and max.
+	tests := map[uint64]uint64{2: 1, 3: 2, 1024: 100, 262143: 10000, 262144: 10000}
+	for shares, want := range tests {
+		if got := cpuWeight(shares); got != want {
+			t.Errorf("cpuWeight(%d) = %d, want %d", shares, got, want)
+		}
+	}
+	// Monotonic over the whole v1 range and always a valid cpu.weight.
+	prev := uint64(0)
+	for s := uint64(MinCPUShares); s <= MaxCPUShares; s += 97 {
+		w := cpuWeight(s)
+		if w < prev || w < 1 || w > 10000 {
+			t.Fatalf("cpuWeight(%d) = %d after %d", s, w, prev)
+		}
+		prev = w
+	}
+}
+
+func TestSettings(t *testing.T) {
+	l := Limits{Memory: 64 << 20, CPUQuota: 50000, CPUShares: 1024, Cpuset: "0-1", PidsLimit: 20}
+
+	v1 := l.settings(false, true)
+	want := []string{"memory", "cpu", "cpu", "cpuset", "pids"}
+	if len(v1) != len(want) {
+		t.Fatalf("v1 settings: %d, want %d", len(v1), len(want))
+	}
+	for i, s := range v1 {
+		if s.controller != want[i] {
+			t.Errorf("setting %d (%s) controller %q, want %q", i, s.limit, s.controller, want[i])
+		}
+	}
+	if r := v1[0].res; r.Memory != 64<<20 || r.MemorySwap != 64<<20 {
+		t.Errorf("v1 memory with memsw: %d/%d", r.Memory, r.MemorySwap)
+	}
+	if r := v1[1].res; r.CpuQuota != 50000 || r.CpuPeriod != DefaultCPUPeriod {
+		t.Errorf("v1 cpu quota: %d/%d", r.CpuQuota, r.CpuPeriod)
+	}
+	if r := v1[2].res; r.CpuShares != 1024 || r.CpuWeight != 0 {
+		t.Errorf("v1 shares: %d, weight %d", r.CpuShares, r.CpuWeight)
+	}
+	if r := v1[3].res; r.CpusetCpus != "0-1" {
+		t.Errorf("v1 cpuset: %q", r.CpusetCpus)
+	}
+	if r := v1[4].res; r.PidsLimit == nil || *r.PidsLimit != 20 {
+		t.Errorf("v1 pids: %v", r.PidsLimit)
+	}
+
+	if r := l.settings(false, false)[0].res; r.MemorySwap != 0 {
+		t.Errorf("v1 without swap accounting sets memsw %d", r.MemorySwap)
+	}
+
+	v2 := l.settings(true, false)
+	if r := v2[0].res; r.Memory != 64<<20 || r.MemorySwap != 64<<20 {
+		t.Errorf("v2 memory: %d/%d (want swap = memory, i.e. swap.max 0)", r.Memory, r.MemorySwap)
+	}
+	if r := v2[2].res; r.CpuShares != 0 || r.CpuWeight != 100 {
+		t.Errorf("v2 shares: %d, weight %d; want weight 100", r.CpuShares, r.CpuWeight)
+	}
+
+	if got := (Limits{}).settings(false, true); len(got) != 0 {
+		t.Errorf("empty limits give %d settings", len(got))
+	}
+	if r := (Limits{CPUQuota: 20000, CPUPeriod: 50000}).settings(true, false)[0].res; r.CpuPeriod != 50000 {
+		t.Errorf("explicit period lost: %d", r.CpuPeriod)
+	}
+}
+
+func TestValidateName(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"fockker", true},
+		{"a", true},
+		{"web-1.prod_x", true},
+		{"0123456789", true},
+		{strings.Repeat("a", 255), true},
+		{"", false},
+		{".", false},
+		{"..", false},
+		{"../x", false},
+		{"a/b", false},
+		{"/a", false},
+		{"-a", false},
+		{"_a", false},
+		{".a", false},
+		{"a b", false},
+		{"a,b", false},
+		{"a\x00", false},
+		{"é", false},
+		{strings.Repeat("a", 256), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			err := validateName("cgroup name", tc.in)
+			if tc.ok != (err == nil) {
+				t.Fatalf("validateName(%q) = %v, want ok=%v", tc.in, err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidName) {
+				t.Fatalf("validateName(%q) = %v, not ErrInvalidName", tc.in, err)
+			}
+		})
+	}
+}
+
+func TestNewRejectsBadInput(t *testing.T) {
+	// Rejected before any cgroup filesystem is looked at.
+	if _, err := New("fockker", "../x", Limits{}); !errors.Is(err, ErrInvalidName) {
+		t.Errorf("New bad name: %v", err)
+	}
+	if _, err := New("a/b", "x", Limits{}); !errors.Is(err, ErrInvalidName) {
+		t.Errorf("New bad parent: %v", err)
+	}
+	if _, err := New("fockker", "x", Limits{Memory: 1}); !errors.Is(err, ErrInvalidLimit) {
+		t.Errorf("New bad limit: %v", err)
+	}
+	if _, err := Load("..", "x"); !errors.Is(err, ErrInvalidName) {
+		t.Errorf("Load bad parent: %v", err)
+	}
+}
