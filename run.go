@@ -114,31 +114,29 @@ func limitsFromFlags(cmd *cli.Command) (cgroup.Limits, error) {
 	var err error
 	if s := cmd.String("m"); s != "" {
 		if l.Memory, err = cgroup.ParseMemory(s); err != nil {
-			return l, fmt.Errorf("-m %q: %w", s, err)
+			return l, err
 		}
 	}
 	if s := cmd.String("cpus"); s != "" {
 		if l.CPUQuota, l.CPUPeriod, err = cgroup.ParseCPUs(s); err != nil {
-			return l, fmt.Errorf("--cpus %q: %w", s, err)
+			return l, err
 		}
 	}
 	if cmd.IsSet("cpushare") {
-		if l.CPUShares = cmd.Uint64("cpushare"); l.CPUShares < 2 || l.CPUShares > 262144 {
-			return l, fmt.Errorf("--cpushare %d: must be between 2 and 262144", l.CPUShares)
-		}
+		l.CPUShares = cmd.Uint64("cpushare")
 	}
 	if s := cmd.String("cpuset"); s != "" {
 		if err := cgroup.ValidateCpuset(s); err != nil {
-			return l, fmt.Errorf("--cpuset %q: %w", s, err)
+			return l, err
 		}
 		l.Cpuset = s
 	}
 	if cmd.IsSet("pids-limit") {
 		if l.PidsLimit = cmd.Int64("pids-limit"); l.PidsLimit <= 0 {
-			return l, fmt.Errorf("--pids-limit %d: must be a positive number", l.PidsLimit)
+			return l, fmt.Errorf("%w: --pids-limit %d: must be a positive number", cgroup.ErrInvalidLimit, l.PidsLimit)
 		}
 	}
-	return l, nil
+	return l, l.Validate()
 }
 
 // validHostname accepts RFC 1123 host names.
