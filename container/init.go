@@ -76,7 +76,8 @@ func RunInit() int {
 
 	ctl := os.NewFile(initConfigFd, "config")
 	var cfg initConfig
-	if err := json.NewDecoder(ctl).Decode(&cfg); err != nil {
+	dec := json.NewDecoder(ctl)
+	if err := dec.Decode(&cfg); err != nil {
 		return report(initFailureCode, fmt.Errorf("read config: %w", err))
 	}
 	if err := setupRootfs(&cfg); err != nil {
@@ -92,8 +93,7 @@ func RunInit() int {
 		return initFailureCode
 	}
 	// Park until the creator says start. EOF means it gave up: leave without a word.
-	var go1 [1]byte
-	if n, _ := io.ReadFull(ctl, go1[:]); n != 1 {
+	if !waitStart(io.MultiReader(dec.Buffered(), ctl)) {
 		return initFailureCode
 	}
 	ctl.Close()
@@ -112,6 +112,23 @@ func RunInit() int {
 	}
 	err = unix.Exec(path, cfg.Args, cfg.Env)
 	return report(execExitCode(err), fmt.Errorf("exec %q: %w", cfg.Args[0], err))
+}
+
+// waitStart reads the creator's start byte. The config decoder may or may not have read the
+// encoder's trailing newline, so whitespace before the byte is skipped: taking that newline
+// for the start signal would run the command before the creator released it.
+func waitStart(r io.Reader) bool {
+	var b [1]byte
+	for {
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return false
+		}
+		switch b[0] {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		return b[0] == 1
+	}
 }
 
 func writeAll(f *os.File, b []byte) error {
