@@ -1,0 +1,245 @@
+/*
+ * decode.c: strict parsers for the fd number, the config message and the
+ * /proc/PID/stat line. Nothing here has side effects besides malloc.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nsenter.h"
+
+int nsenter_parse_fd(const char *s)
+{
+	long v = 0;
+	size_t i, n;
+
+	if (s == NULL)
+		return -1;
+	n = strlen(s);
+	if (n == 0 || n > 7 || s[0] == '0')
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (v < 3 || v > NSENTER_MAX_FD)
+		return -1;
+	return (int)v;
+}
+
+struct reader {
+	const unsigned char *p;
+	size_t left;
+	char *err;
+	size_t errlen;
+};
+
+__attribute__((format(printf, 2, 3))) static int fail(struct reader *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->err, r->errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int get_bytes(struct reader *r, size_t n, const unsigned char **out, const char *what)
+{
+	if (n > r->left)
+		return fail(r, "truncated at %s", what);
+	*out = r->p;
+	r->p += n;
+	r->left -= n;
+	return 0;
+}
+
+static int get_u32(struct reader *r, uint32_t *v, const char *what)
+{
+	const unsigned char *b = NULL;
+
+	if (get_bytes(r, 4, &b, what) < 0)
+		return -1;
+	*v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+	return 0;
+}
+
+static int get_string(struct reader *r, size_t max, char **out, const char *what)
+{
+	const unsigned char *b = NULL;
+	uint32_t n;
+	char *s;
+
+	if (get_u32(r, &n, what) < 0)
+		return -1;
+	if (n > max)
+		return fail(r, "%s: length %u exceeds the limit of %zu", what, n, max);
+	if (get_bytes(r, n, &b, what) < 0)
+		return -1;
+	if (memchr(b, '\0', n) != NULL)
+		return fail(r, "%s: contains a NUL byte", what);
+	s = malloc((size_t)n + 1);
+	if (s == NULL)
+		return fail(r, "%s: out of memory", what);
+	memcpy(s, b, n);
+	s[n] = '\0';
+	*out = s;
+	return 0;
+}
+
+static int get_list(struct reader *r, size_t maxcount, size_t maxlen, char ***out, size_t *count,
+		    const char *what)
+{
+	uint32_t n, i;
+	char **list;
+
+	if (get_u32(r, &n, what) < 0)
+		return -1;
+	if (n > maxcount)
+		return fail(r, "%s: %u entries exceed the limit of %zu", what, n, maxcount);
+	/* Every entry needs at least its 4-byte length: refuse counts the data cannot hold
+	 * before allocating for them. */
+	if ((size_t)n > r->left / 4)
+		return fail(r, "truncated at %s", what);
+	list = calloc((size_t)n + 1, sizeof(char *));
+	if (list == NULL)
+		return fail(r, "%s: out of memory", what);
+	for (i = 0; i < n; i++)
+		if (get_string(r, maxlen, &list[i], what) < 0)
+			return -1;
+	*out = list;
+	*count = n;
+	return 0;
+}
+
+/* is_clean_abs reports whether p is absolute and already in the form Go's
+ * filepath.Clean returns: no empty, "." or ".." components, no trailing '/'. */
+static int is_clean_abs(const char *p)
+{
+	const char *s, *e;
+	size_t n;
+
+	if (p[0] != '/')
+		return 0;
+	if (p[1] == '\0')
+		return 1;
+	for (s = p + 1;; s = e + 1) {
+		e = strchr(s, '/');
+		n = e ? (size_t)(e - s) : strlen(s);
+		if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+			return 0;
+		if (e == NULL)
+			return 1;
+	}
+}
+
+int nsenter_decode(const unsigned char *buf, size_t len, struct nsenter_config *cfg, char *err,
+		   size_t errlen)
+{
+	struct reader r = {buf, len, err, errlen};
+	const unsigned char *h = NULL;
+	size_t i;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (len > NSENTER_MAX_CONFIG)
+		return fail(&r, "%zu bytes exceed the limit of %d", len, NSENTER_MAX_CONFIG);
+	if (get_bytes(&r, NSENTER_HEADER_SIZE, &h, "header") < 0)
+		return -1;
+	if (memcmp(h, NSENTER_MAGIC, 4) != 0)
+		return fail(&r, "bad magic");
+	if (h[4] != NSENTER_VERSION)
+		return fail(&r, "unsupported version %u", h[4]);
+	cfg->flags = h[5];
+	if (cfg->flags & ~NSENTER_FLAGS_ALL)
+		return fail(&r, "unknown flags 0x%x", cfg->flags);
+	cfg->namespaces = (unsigned)h[6] | (unsigned)h[7] << 8;
+	if (cfg->namespaces & ~NSENTER_NS_ALL)
+		return fail(&r, "unknown namespaces 0x%x", cfg->namespaces);
+	if (!(cfg->namespaces & NSENTER_NS_MNT))
+		return fail(&r, "the mount namespace is required");
+	cfg->pid = (uint32_t)h[8] | (uint32_t)h[9] << 8 | (uint32_t)h[10] << 16 | (uint32_t)h[11] << 24;
+	if (cfg->pid < 1 || cfg->pid > NSENTER_MAX_PID)
+		return fail(&r, "pid %u out of range", cfg->pid);
+	cfg->start_time = 0;
+	for (i = 0; i < 8; i++)
+		cfg->start_time |= (uint64_t)h[12 + i] << (8 * i);
+	if (cfg->start_time == 0)
+		return fail(&r, "start time is zero");
+
+	if (get_string(&r, NSENTER_MAX_PATH, &cfg->cwd, "cwd") < 0)
+		return -1;
+	if (cfg->cwd[0] != '\0' && cfg->cwd[0] != '/')
+		return fail(&r, "cwd %s is not absolute", cfg->cwd);
+
+	if (get_list(&r, NSENTER_MAX_CGROUPS, NSENTER_MAX_PATH, &cfg->cgroups, &cfg->ncgroups,
+		     "cgroup dirs") < 0)
+		return -1;
+	for (i = 0; i < cfg->ncgroups; i++)
+		if (!is_clean_abs(cfg->cgroups[i]))
+			return fail(&r, "cgroup dir %s is not a clean absolute path", cfg->cgroups[i]);
+
+	if (get_list(&r, NSENTER_MAX_ENV, NSENTER_MAX_STRING, &cfg->env, &cfg->nenv, "env") < 0)
+		return -1;
+	for (i = 0; i < cfg->nenv; i++) {
+		const char *eq = strchr(cfg->env[i], '=');
+		if (eq == NULL || eq == cfg->env[i])
+			return fail(&r, "env entry %zu is not KEY=VALUE", i);
+	}
+
+	if (get_list(&r, NSENTER_MAX_ARGS, NSENTER_MAX_STRING, &cfg->args, &cfg->nargs, "args") < 0)
+		return -1;
+	if (cfg->nargs == 0)
+		return fail(&r, "no command");
+	if (cfg->args[0][0] == '\0')
+		return fail(&r, "empty command name");
+
+	if (r.left != 0)
+		return fail(&r, "%zu trailing bytes", r.left);
+	return 0;
+}
+
+int nsenter_parse_start_time(const char *stat, size_t len, uint64_t *out)
+{
+	const char *p = NULL, *end = stat + len;
+	uint64_t v = 0;
+	size_t i;
+	int field, digits = 0;
+
+	/* Field 1 is the pid, field 2 "(comm)"; comm may hold anything but is
+	 * at most 64 bytes, and nothing after it contains ')'. */
+	if (len == 0 || memchr(stat, '(', len) == NULL)
+		return -1;
+	for (i = len; i > 0; i--)
+		if (stat[i - 1] == ')') {
+			p = stat + i;
+			break;
+		}
+	if (p == NULL)
+		return -1;
+	/* p is just after ')'; fields 3..22 follow, each preceded by one space. */
+	for (field = 3; field <= 22; field++) {
+		if (p >= end || *p != ' ')
+			return -1;
+		p++;
+		if (field < 22) {
+			const char *f = p;
+			while (p < end && *p != ' ' && *p != '\n')
+				p++;
+			if (p == f)
+				return -1; /* empty field */
+			continue;
+		}
+		for (; p < end && *p >= '0' && *p <= '9'; p++, digits++) {
+			if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+				return -1;
+			v = v * 10 + (uint64_t)(*p - '0');
+		}
+	}
+	if (digits == 0 || (p < end && *p != ' ' && *p != '\n'))
+		return -1;
+	*out = v;
+	return 0;
+}

@@ -1,0 +1,84 @@
+//go:build linux && cgo
+
+// Package nsenter runs a command inside a running container's namespaces
+// and cgroups through a C constructor that acts before the Go runtime starts.
+//
+// Every binary linking this package carries the constructor. It returns at
+// once unless the private variable _FOCKKER_NSENTER_FD is set; then it reads
+// a Config from that fd, joins the container and never returns into Go (see
+// nsenter.c). Command builds such a process.
+package nsenter
+
+/*
+#cgo CFLAGS: -Wall -Wextra -std=gnu11
+#include "nsenter.h"
+
+__attribute__((constructor)) static void fockker_nsenter_init(void)
+{
+	nsenter_constructor();
+}
+*/
+import "C"
+
+import "unsafe"
+
+// constructorLinked is true: the C constructor above is part of this binary.
+const constructorLinked = true
+
+// The C decoder and the Go encoder must agree; each pair below fails to
+// compile (negative array length) unless both sides hold the same value.
+var (
+	_ [C.NSENTER_VERSION - configVersion]struct{}
+	_ [configVersion - C.NSENTER_VERSION]struct{}
+	_ [C.NSENTER_HEADER_SIZE - configHeaderSize]struct{}
+	_ [configHeaderSize - C.NSENTER_HEADER_SIZE]struct{}
+	_ [C.NSENTER_MAX_CONFIG - maxConfigSize]struct{}
+	_ [maxConfigSize - C.NSENTER_MAX_CONFIG]struct{}
+	_ [C.NSENTER_MAX_STRING - maxStringLen]struct{}
+	_ [maxStringLen - C.NSENTER_MAX_STRING]struct{}
+	_ [C.NSENTER_MAX_PATH - maxPathLen]struct{}
+	_ [maxPathLen - C.NSENTER_MAX_PATH]struct{}
+	_ [C.NSENTER_MAX_ARGS - maxArgs]struct{}
+	_ [maxArgs - C.NSENTER_MAX_ARGS]struct{}
+	_ [C.NSENTER_MAX_ENV - maxEnv]struct{}
+	_ [maxEnv - C.NSENTER_MAX_ENV]struct{}
+	_ [C.NSENTER_MAX_CGROUPS - maxCgroupDirs]struct{}
+	_ [maxCgroupDirs - C.NSENTER_MAX_CGROUPS]struct{}
+	_ [C.NSENTER_MAX_PID - maxPid]struct{}
+	_ [maxPid - C.NSENTER_MAX_PID]struct{}
+	_ [C.NSENTER_FLAG_TTY - flagTTY]struct{}
+	_ [flagTTY - C.NSENTER_FLAG_TTY]struct{}
+	_ [C.NSENTER_NS_MNT - nsMountBit]struct{}
+	_ [nsMountBit - C.NSENTER_NS_MNT]struct{}
+	_ [C.NSENTER_NS_UTS - nsUTSBit]struct{}
+	_ [nsUTSBit - C.NSENTER_NS_UTS]struct{}
+	_ [C.NSENTER_NS_IPC - nsIPCBit]struct{}
+	_ [nsIPCBit - C.NSENTER_NS_IPC]struct{}
+	_ [C.NSENTER_NS_NET - nsNetBit]struct{}
+	_ [nsNetBit - C.NSENTER_NS_NET]struct{}
+	_ [C.NSENTER_NS_PID - nsPIDBit]struct{}
+	_ [nsPIDBit - C.NSENTER_NS_PID]struct{}
+	_ [C.NSENTER_NS_CGROUP - nsCgroupBit]struct{}
+	_ [nsCgroupBit - C.NSENTER_NS_CGROUP]struct{}
+	_ [C.NSENTER_EXIT_SETUP - ExitSetup]struct{}
+	_ [ExitSetup - C.NSENTER_EXIT_SETUP]struct{}
+	_ [C.NSENTER_EXIT_CANNOT_RUN - ExitCannotRun]struct{}
+	_ [ExitCannotRun - C.NSENTER_EXIT_CANNOT_RUN]struct{}
+	_ [C.NSENTER_EXIT_NOT_FOUND - ExitNotFound]struct{}
+	_ [ExitNotFound - C.NSENTER_EXIT_NOT_FOUND]struct{}
+)
+
+// cEnvName returns NSENTER_ENV, which must equal envFD; it is checked by the
+// tests, which cannot use cgo themselves.
+func cEnvName() string { return C.NSENTER_ENV }
+
+// cParseStartTime runs the C parser of /proc/PID/stat, for the tests.
+func cParseStartTime(stat []byte) (uint64, bool) {
+	var v C.uint64_t
+	var p *C.char
+	if len(stat) > 0 {
+		p = (*C.char)(unsafe.Pointer(&stat[0]))
+	}
+	ok := C.nsenter_parse_start_time(p, C.size_t(len(stat)), &v) == 0
+	return uint64(v), ok
+}

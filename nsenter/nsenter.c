@@ -1,0 +1,514 @@
+/*
+ * nsenter.c: join a running container and run one command in it.
+ *
+ * Runs from an ELF constructor, before the Go runtime exists, in a process
+ * that is single-threaded (setns(CLONE_NEWNS) requires that). Steps:
+ *
+ *   1. read and decode the whole config from the fd in NSENTER_ENV;
+ *   2. open /proc/PID once and, relative to that directory, every namespace
+ *      file, the root directory and every cgroup.procs file, before joining
+ *      anything; a requested namespace that is also ours is refused, so a
+ *      mistaken target can never make the command run on the host;
+ *   3. read the start time through the same /proc/PID directory and compare
+ *      it: a /proc/PID fd stays bound to the process it was opened for (once
+ *      that process is reaped, reads through it fail even if the number is
+ *      reused), so a match proves every fd opened in step 2 belongs to the
+ *      expected process;
+ *   4. write our pid into each cgroup.procs (before the cgroup namespace and
+ *      while the host mount namespace still applies);
+ *   5. setns ipc, uts, net, pid, cgroup, then mnt, and chroot to the target's
+ *      root (pivot_root'ed or chroot'ed containers both end up right);
+ *   6. fork: joining a PID namespace only applies to children. The child
+ *      chdirs, makes stdin its controlling tty if asked, keeps only fds 0-2,
+ *      and execve()s argv with the configured environment, searching PATH
+ *      from that environment. It never uses a shell.
+ *   7. the parent stays a small C process (the Go runtime never starts),
+ *      forwards signals and exits with the child's status.
+ *
+ * Exit codes follow docker: 125 for any setup failure (nothing ran), 126 if
+ * the command exists but cannot be executed, 127 if it does not exist,
+ * 128+N if it was killed by signal N, else its own exit status.
+ *
+ * Exec failures are reported by the child itself: it prints
+ * "fockker exec: CMD: REASON" on its stderr (the caller's stderr or pty) and
+ * _exit()s with 126 or 127, which the parent passes through like any other
+ * status. As with a shell, a command that itself exits 126/127 looks the same.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "nsenter.h"
+
+#ifndef CGROUP_SUPER_MAGIC
+#define CGROUP_SUPER_MAGIC 0x27e0eb
+#endif
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
+/* The order in which namespaces are joined. The mount namespace comes last:
+ * after it, host paths no longer resolve (all fds are open by then anyway),
+ * and chroot to the target's root follows it. PID only affects the fork. */
+static const struct {
+	unsigned flag;
+	const char *name;
+	int nstype;
+} namespaces[] = {
+	{NSENTER_NS_IPC, "ipc", CLONE_NEWIPC},
+	{NSENTER_NS_UTS, "uts", CLONE_NEWUTS},
+	{NSENTER_NS_NET, "net", CLONE_NEWNET},
+	{NSENTER_NS_PID, "pid", CLONE_NEWPID},
+	{NSENTER_NS_CGROUP, "cgroup", CLONE_NEWCGROUP},
+	{NSENTER_NS_MNT, "mnt", CLONE_NEWNS},
+};
+#define NNAMESPACES (sizeof(namespaces) / sizeof(namespaces[0]))
+
+/* Signals the parent relays to the command. SIGWINCH is not needed: with a
+ * tty the command shares the pty, whose size changes reach it directly. */
+static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+/* Everything opened in step 2. */
+struct target {
+	int nsfd[NNAMESPACES]; /* -1 if not requested */
+	int rootfd;
+	int *cgfd; /* one per cfg->cgroups entry */
+};
+
+static void vreport(int errnum, const char *fmt, va_list ap)
+{
+	char buf[1024];
+	size_t n = 0;
+	int k;
+
+	k = snprintf(buf, sizeof(buf), "fockker exec: ");
+	if (k > 0)
+		n = (size_t)k;
+	k = vsnprintf(buf + n, sizeof(buf) - n, fmt, ap);
+	if (k > 0)
+		n += (size_t)k;
+	if (n > sizeof(buf) - 2)
+		n = sizeof(buf) - 2;
+	if (errnum != 0) {
+		k = snprintf(buf + n, sizeof(buf) - n, ": %s", strerror(errnum));
+		if (k > 0)
+			n += (size_t)k;
+		if (n > sizeof(buf) - 2)
+			n = sizeof(buf) - 2;
+	}
+	buf[n++] = '\n';
+	/* Best effort: there is nowhere else to report a failing stderr. */
+	if (write(STDERR_FILENO, buf, n) < 0)
+		return;
+}
+
+__attribute__((noreturn, format(printf, 2, 3))) static void fatal(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(0, fmt, ap);
+	va_end(ap);
+	_exit(code);
+}
+
+/* fatal_errno reports errno and exits with the setup failure code. */
+__attribute__((noreturn, format(printf, 1, 2))) static void fatal_errno(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(saved, fmt, ap);
+	va_end(ap);
+	_exit(NSENTER_EXIT_SETUP);
+}
+
+static unsigned char *read_config(int fd, size_t *len)
+{
+	unsigned char *buf;
+	struct stat st;
+	size_t n = 0;
+	ssize_t k;
+
+	if (fstat(fd, &st) < 0)
+		fatal_errno("config fd %d", fd);
+	if (!S_ISFIFO(st.st_mode))
+		fatal(NSENTER_EXIT_SETUP, "config fd %d is not a pipe", fd);
+	/* One byte more than allowed, to tell "exactly the limit" from "too long". */
+	buf = malloc(NSENTER_MAX_CONFIG + 1);
+	if (buf == NULL)
+		fatal(NSENTER_EXIT_SETUP, "out of memory");
+	while (n < NSENTER_MAX_CONFIG + 1) {
+		k = read(fd, buf + n, NSENTER_MAX_CONFIG + 1 - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			fatal_errno("read config");
+		if (k == 0)
+			break;
+		n += (size_t)k;
+	}
+	if (n > NSENTER_MAX_CONFIG)
+		fatal(NSENTER_EXIT_SETUP, "invalid config: larger than %d bytes", NSENTER_MAX_CONFIG);
+	close(fd);
+	*len = n;
+	return buf;
+}
+
+/* read_start_time reads field 22 of stat through the /proc/PID directory fd. */
+static uint64_t read_start_time(int procfd, uint32_t pid)
+{
+	char buf[4096];
+	uint64_t v;
+	size_t n = 0;
+	ssize_t k;
+	int fd;
+
+	fd = openat(procfd, "stat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fatal_errno("process %u is gone", pid);
+	while (n < sizeof(buf)) {
+		k = read(fd, buf + n, sizeof(buf) - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			fatal_errno("process %u is gone: read stat", pid);
+		if (k == 0)
+			break;
+		n += (size_t)k;
+	}
+	close(fd);
+	if (n == sizeof(buf) || nsenter_parse_start_time(buf, n, &v) < 0)
+		fatal(NSENTER_EXIT_SETUP, "cannot parse /proc/%u/stat", pid);
+	return v;
+}
+
+static void open_target(const struct nsenter_config *cfg, struct target *t)
+{
+	char path[64];
+	struct stat theirs, ours;
+	struct statfs sfs;
+	uint64_t start;
+	size_t i;
+	int procfd;
+
+	snprintf(path, sizeof(path), "/proc/%u", cfg->pid);
+	procfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (procfd < 0)
+		fatal_errno("process %u", cfg->pid);
+
+	for (i = 0; i < NNAMESPACES; i++) {
+		t->nsfd[i] = -1;
+		if (!(cfg->namespaces & namespaces[i].flag))
+			continue;
+		snprintf(path, sizeof(path), "ns/%s", namespaces[i].name);
+		t->nsfd[i] = openat(procfd, path, O_RDONLY | O_CLOEXEC);
+		if (t->nsfd[i] < 0)
+			fatal_errno("open %s namespace of process %u", namespaces[i].name, cfg->pid);
+		snprintf(path, sizeof(path), "/proc/self/ns/%s", namespaces[i].name);
+		if (fstat(t->nsfd[i], &theirs) < 0)
+			fatal_errno("stat %s namespace of process %u", namespaces[i].name, cfg->pid);
+		if (stat(path, &ours) < 0)
+			fatal_errno("stat %s", path);
+		if (theirs.st_dev == ours.st_dev && theirs.st_ino == ours.st_ino)
+			fatal(NSENTER_EXIT_SETUP,
+			      "process %u shares our %s namespace; refusing to run outside a container",
+			      cfg->pid, namespaces[i].name);
+	}
+
+	t->rootfd = openat(procfd, "root", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (t->rootfd < 0)
+		fatal_errno("open root of process %u", cfg->pid);
+
+	t->cgfd = calloc(cfg->ncgroups + 1, sizeof(int));
+	if (t->cgfd == NULL)
+		fatal(NSENTER_EXIT_SETUP, "out of memory");
+	for (i = 0; i < cfg->ncgroups; i++) {
+		char *procs;
+
+		if (asprintf(&procs, "%s/cgroup.procs", cfg->cgroups[i]) < 0)
+			fatal(NSENTER_EXIT_SETUP, "out of memory");
+		t->cgfd[i] = open(procs, O_WRONLY | O_CLOEXEC);
+		if (t->cgfd[i] < 0)
+			fatal_errno("open %s", procs);
+		if (fstatfs(t->cgfd[i], &sfs) < 0)
+			fatal_errno("statfs %s", procs);
+		if (sfs.f_type != CGROUP_SUPER_MAGIC && sfs.f_type != CGROUP2_SUPER_MAGIC)
+			fatal(NSENTER_EXIT_SETUP, "%s is not on a cgroup filesystem", procs);
+		free(procs);
+	}
+
+	start = read_start_time(procfd, cfg->pid);
+	if (start != cfg->start_time)
+		fatal(NSENTER_EXIT_SETUP,
+		      "process %u started at %llu, not at %llu: it is not the container's process",
+		      cfg->pid, (unsigned long long)start, (unsigned long long)cfg->start_time);
+	close(procfd);
+}
+
+static void join(const struct nsenter_config *cfg, struct target *t)
+{
+	char pid[32];
+	size_t i;
+	ssize_t k;
+	int n;
+
+	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	for (i = 0; i < cfg->ncgroups; i++) {
+		k = write(t->cgfd[i], pid, (size_t)n);
+		if (k != n) {
+			if (k >= 0)
+				errno = EIO;
+			fatal_errno("join cgroup %s", cfg->cgroups[i]);
+		}
+		close(t->cgfd[i]);
+	}
+
+	for (i = 0; i < NNAMESPACES; i++) {
+		if (t->nsfd[i] < 0)
+			continue;
+		if (setns(t->nsfd[i], namespaces[i].nstype) < 0)
+			fatal_errno("join %s namespace of process %u", namespaces[i].name, cfg->pid);
+		close(t->nsfd[i]);
+	}
+
+	/* setns(CLONE_NEWNS) put us at the namespace's root mount; use the
+	 * target's own root, which differs if it chroot'ed instead of pivot_root. */
+	if (fchdir(t->rootfd) < 0)
+		fatal_errno("enter root of process %u", cfg->pid);
+	if (chroot(".") < 0)
+		fatal_errno("chroot to root of process %u", cfg->pid);
+	close(t->rootfd);
+}
+
+/* close_extra_fds leaves the command only stdin, stdout and stderr, so no
+ * host file can leak into the container. */
+static void close_extra_fds(void)
+{
+	struct rlimit rl;
+	long fd, max = 65536;
+
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
+		return;
+#endif
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < (rlim_t)max)
+		max = (long)rl.rlim_cur;
+	for (fd = 3; fd < max; fd++)
+		close((int)fd);
+}
+
+static const char *env_get(char **env, const char *key)
+{
+	size_t n = strlen(key);
+
+	for (; *env != NULL; env++)
+		if (strncmp(*env, key, n) == 0 && (*env)[n] == '=')
+			return *env + n + 1;
+	return NULL;
+}
+
+/* exec_failed reports why file could not be run and exits like docker. */
+__attribute__((noreturn)) static void exec_failed(const char *file, int err)
+{
+	if (err == ENOENT || err == ENOTDIR)
+		fatal(NSENTER_EXIT_NOT_FOUND, "%s: %s", file, strerror(err));
+	fatal(NSENTER_EXIT_CANNOT_RUN, "%s: %s", file, strerror(err));
+}
+
+/* exec_command runs args[0] with execve. A name without '/' is looked up in
+ * PATH from the command's environment (the host's PATH is never used; empty
+ * elements are skipped rather than meaning the current directory). Like
+ * execvp, a candidate that exists but is not executable is remembered and
+ * the search goes on; unlike glibc's execvp, a file that is not a valid
+ * executable (ENOEXEC) is never handed to /bin/sh. */
+__attribute__((noreturn)) static void exec_command(const struct nsenter_config *cfg)
+{
+	const char *file = cfg->args[0], *path, *p, *colon;
+	char candidate[4096];
+	int denied = 0;
+	size_t dirlen, filelen = strlen(file);
+
+	if (strchr(file, '/') != NULL) {
+		execve(file, cfg->args, cfg->env);
+		exec_failed(file, errno);
+	}
+
+	path = env_get(cfg->env, "PATH");
+	if (path == NULL)
+		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	for (p = path; *p != '\0'; p = *colon ? colon + 1 : colon) {
+		colon = strchrnul(p, ':');
+		dirlen = (size_t)(colon - p);
+		if (dirlen == 0 || dirlen + 1 + filelen >= sizeof(candidate))
+			continue;
+		memcpy(candidate, p, dirlen);
+		candidate[dirlen] = '/';
+		memcpy(candidate + dirlen + 1, file, filelen + 1);
+		execve(candidate, cfg->args, cfg->env);
+		switch (errno) {
+		case ENOENT:
+		case ENOTDIR:
+		case ESTALE:
+		case ENODEV:
+		case ETIMEDOUT:
+			continue;
+		case EACCES:
+			denied = 1;
+			continue;
+		default:
+			exec_failed(candidate, errno);
+		}
+	}
+	if (denied)
+		exec_failed(file, EACCES);
+	fatal(NSENTER_EXIT_NOT_FOUND, "%s: executable file not found in $PATH", file);
+}
+
+__attribute__((noreturn)) static void child(const struct nsenter_config *cfg, const sigset_t *mask)
+{
+	const char *cwd = cfg->cwd[0] != '\0' ? cfg->cwd : "/";
+
+	if (sigprocmask(SIG_SETMASK, mask, NULL) < 0)
+		fatal_errno("restore signal mask");
+	if (cfg->flags & NSENTER_FLAG_TTY) {
+		if (setsid() < 0)
+			fatal_errno("setsid");
+		if (ioctl(STDIN_FILENO, TIOCSCTTY, 0) < 0)
+			fatal_errno("make stdin the controlling terminal");
+	}
+	if (chdir(cwd) < 0)
+		fatal_errno("chdir to %s", cwd);
+	close_extra_fds();
+	exec_command(cfg);
+}
+
+/*
+ * wait_child relays signals and returns the child's exit code.
+ *
+ * Without a tty the child shares our process group, so a signal the kernel
+ * sends to the whole group (^C, ^\ on the caller's terminal, hang-up) reaches
+ * it directly; relaying it too would deliver it twice (a second SIGINT makes
+ * many programs skip their graceful shutdown). Such signals carry si_code
+ * SI_KERNEL and are not relayed, as sudo does. With a tty the child leads its
+ * own session and gets nothing from our group, so everything is relayed.
+ */
+static int wait_child(const struct nsenter_config *cfg, pid_t pid, const sigset_t *set)
+{
+	struct signalfd_siginfo si;
+	ssize_t k;
+	int sfd, status;
+	pid_t w;
+
+	sfd = signalfd(-1, set, SFD_CLOEXEC);
+	if (sfd < 0) {
+		int saved = errno;
+		kill(pid, SIGKILL);
+		errno = saved;
+		fatal_errno("signalfd");
+	}
+	for (;;) {
+		k = read(sfd, &si, sizeof(si));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k != sizeof(si)) {
+			int saved = k < 0 ? errno : EIO;
+			kill(pid, SIGKILL);
+			errno = saved;
+			fatal_errno("read signalfd");
+		}
+		if (si.ssi_signo != SIGCHLD) {
+			if ((cfg->flags & NSENTER_FLAG_TTY) || si.ssi_code != SI_KERNEL)
+				kill(pid, (int)si.ssi_signo);
+			continue;
+		}
+		for (;;) {
+			w = waitpid(pid, &status, WNOHANG);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				fatal_errno("wait for the command");
+			break;
+		}
+		if (w == 0)
+			continue;
+		if (WIFEXITED(status))
+			return WEXITSTATUS(status);
+		if (WIFSIGNALED(status))
+			return 128 + WTERMSIG(status);
+	}
+}
+
+__attribute__((noreturn)) static void run(const char *fdstr)
+{
+	struct nsenter_config cfg;
+	struct target t;
+	unsigned char *buf;
+	char err[256];
+	sigset_t set, old;
+	size_t len, i;
+	pid_t pid;
+	int fd;
+
+	fd = nsenter_parse_fd(fdstr);
+	if (fd < 0)
+		fatal(NSENTER_EXIT_SETUP, "%s=%.20s is not a file descriptor number", NSENTER_ENV,
+		      fdstr);
+	buf = read_config(fd, &len);
+	if (nsenter_decode(buf, len, &cfg, err, sizeof(err)) < 0)
+		fatal(NSENTER_EXIT_SETUP, "invalid config: %s", err);
+	free(buf);
+
+	/* Non-dumpable: processes in the container cannot open /proc/PID/exe
+	 * (the host binary) of our child before it execs, nor ptrace it, unless
+	 * they hold CAP_SYS_PTRACE. execve resets this for the command. */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		fatal_errno("prctl(PR_SET_DUMPABLE)");
+
+	open_target(&cfg, &t);
+	join(&cfg, &t);
+
+	/* Block the relayed signals and SIGCHLD before forking, so none is lost
+	 * between fork and signalfd; the child restores the old mask. */
+	sigemptyset(&set);
+	for (i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+		sigaddset(&set, forwarded[i]);
+	sigaddset(&set, SIGCHLD);
+	if (sigprocmask(SIG_BLOCK, &set, &old) < 0)
+		fatal_errno("block signals");
+
+	pid = fork();
+	if (pid < 0)
+		fatal_errno("fork into the PID namespace of process %u", cfg.pid);
+	if (pid == 0)
+		child(&cfg, &old);
+	_exit(wait_child(&cfg, pid, &set));
+}
+
+void nsenter_constructor(void)
+{
+	const char *v = getenv(NSENTER_ENV);
+
+	if (v == NULL)
+		return;
+	run(v);
+}

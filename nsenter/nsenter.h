@@ -1,0 +1,98 @@
+/*
+ * nsenter.h: the C half of package nsenter.
+ *
+ * The Go side (config.go) encodes a Config into the binary format described
+ * below and writes it into a pipe; the constructor in nsenter.c reads it from
+ * the fd named by the private environment variable NSENTER_ENV, before the Go
+ * runtime starts. Every limit here has a twin in config.go; main.go fails to
+ * compile if they differ.
+ *
+ * Wire format, all integers little-endian:
+ *
+ *   offset size  field
+ *   0      4     magic "FKNS"
+ *   4      1     version (NSENTER_VERSION)
+ *   5      1     flags (NSENTER_FLAG_*; unknown bits rejected)
+ *   6      2     namespaces (NSENTER_NS_*; unknown bits rejected; MNT required)
+ *   8      4     target pid, 1..NSENTER_MAX_PID
+ *   12     8     start time of the target (field 22 of /proc/PID/stat), != 0
+ *   20     ...   cwd          string
+ *                cgroup dirs  list
+ *                env          list
+ *                argv         list
+ *
+ *   string = u32 length, then that many bytes (no NUL inside, no terminator)
+ *   list   = u32 count, then count strings
+ *
+ * The whole message ends exactly after argv; trailing bytes are an error.
+ */
+#ifndef FOCKKER_NSENTER_H
+#define FOCKKER_NSENTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NSENTER_ENV "_FOCKKER_NSENTER_FD"
+
+/* Exit codes, as docker uses them. */
+#define NSENTER_EXIT_SETUP 125    /* anything failed before the command ran */
+#define NSENTER_EXIT_CANNOT_RUN 126 /* command found but cannot be executed */
+#define NSENTER_EXIT_NOT_FOUND 127  /* command not found */
+
+#define NSENTER_MAGIC "FKNS"
+#define NSENTER_VERSION 1
+#define NSENTER_HEADER_SIZE 20
+
+#define NSENTER_MAX_CONFIG (1 << 20) /* whole message, bytes */
+#define NSENTER_MAX_STRING (128 << 10) /* one env entry or argument (MAX_ARG_STRLEN) */
+#define NSENTER_MAX_PATH 4095       /* cwd, cgroup dir */
+#define NSENTER_MAX_ARGS 4096
+#define NSENTER_MAX_ENV 4096
+#define NSENTER_MAX_CGROUPS 32
+#define NSENTER_MAX_PID (1 << 22) /* PID_MAX_LIMIT on 64-bit */
+#define NSENTER_MAX_FD ((1 << 20) - 1)
+
+#define NSENTER_FLAG_TTY 0x01u
+#define NSENTER_FLAGS_ALL 0x01u
+
+#define NSENTER_NS_MNT 0x01u
+#define NSENTER_NS_UTS 0x02u
+#define NSENTER_NS_IPC 0x04u
+#define NSENTER_NS_NET 0x08u
+#define NSENTER_NS_PID 0x10u
+#define NSENTER_NS_CGROUP 0x20u
+#define NSENTER_NS_ALL 0x3fu
+
+struct nsenter_config {
+	unsigned flags;
+	unsigned namespaces;
+	uint32_t pid;
+	uint64_t start_time;
+	char *cwd;       /* "" means "/" */
+	char **cgroups;  /* ncgroups entries, NULL-terminated */
+	size_t ncgroups;
+	char **env;      /* nenv entries, NULL-terminated, for execve */
+	size_t nenv;
+	char **args;     /* nargs >= 1 entries, NULL-terminated, for execve */
+	size_t nargs;
+};
+
+/* nsenter_parse_fd returns the fd number in s, or -1 unless s is a plain
+ * decimal number without sign, spaces or leading zeros in 3..NSENTER_MAX_FD. */
+int nsenter_parse_fd(const char *s);
+
+/* nsenter_decode fills cfg from buf[0:len] (see the format above). On error it
+ * returns -1 and writes the reason into err. Strings are copied. */
+int nsenter_decode(const unsigned char *buf, size_t len, struct nsenter_config *cfg,
+		   char *err, size_t errlen);
+
+/* nsenter_parse_start_time extracts field 22 of a /proc/PID/stat line. The
+ * command name (field 2) may contain spaces and ')', so fields are counted
+ * from the last ')'. Returns 0 on success, -1 if the line is malformed. */
+int nsenter_parse_start_time(const char *stat, size_t len, uint64_t *out);
+
+/* nsenter_constructor returns at once unless NSENTER_ENV is set; otherwise it
+ * never returns: it runs the configured command and exits with its status. */
+void nsenter_constructor(void);
+
+#endif
