@@ -23,7 +23,7 @@ func TestContainerView(t *testing.T) {
 		name  string
 		flags []string
 		sh    string
-		want  string                           // exact output, if check is nil
+		want  string                         // exact output, if check is nil
 		check func(t *testing.T, out string) // otherwise
 	}{
 		{name: "pid1", sh: `echo $$; cat /proc/1/comm; true`, want: "1\nsh\n"},
@@ -66,7 +66,7 @@ func TestContainerView(t *testing.T) {
 			}
 		}},
 		{name: "dev nodes are the right devices",
-			sh:   `for d in null zero full random urandom tty; do stat -c "%n %F %t:%T" /dev/$d; done`,
+			sh: `for d in null zero full random urandom tty; do stat -c "%n %F %t:%T" /dev/$d; done`,
 			want: "/dev/null character special file 1:3\n/dev/zero character special file 1:5\n/dev/full character special file 1:7\n" +
 				"/dev/random character special file 1:8\n/dev/urandom character special file 1:9\n/dev/tty character special file 5:0\n"},
 		{name: "devices work", sh: `head -c 4 /dev/urandom | wc -c; head -c 3 /dev/zero | od -An -tx1 | tr -d " "; echo gone >/dev/null && echo null-ok; ` +
@@ -269,7 +269,7 @@ func TestNamespacesFromTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ctrl := range []string{"memory", "pids", "cpu", "cpuset"} {
-		if !regexp.MustCompile(`(?m)^\d+:[^:]*\b` + ctrl + `\b[^:]*:/fockker/` + regexp.QuoteMeta(name) + `$`).Match(cg) &&
+		if !regexp.MustCompile(`(?m)^\d+:[^:]*\b`+ctrl+`\b[^:]*:/fockker/`+regexp.QuoteMeta(name)+`$`).Match(cg) &&
 			!strings.Contains(string(cg), "0::/fockker/"+name) {
 			t.Errorf("init is not in fockker/%s for %s:\n%s", name, ctrl, cg)
 		}
