@@ -1,0 +1,57 @@
+package driver
+
+import (
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/FishingRodd/fockker/network/iptables"
+)
+
+// Driver builds networks of one kind. Every method is idempotent: building
+// what exists, or tearing down what is gone, succeeds.
+type Driver interface {
+	// Name returns the driver's name, as stored in network configs.
+	Name() string
+	// EnsureNetwork creates whatever of the network is missing on the host
+	// (bridge, address, forwarding, rules), adopting what is there.
+	EnsureNetwork(n NetworkConfig) error
+	// DeleteNetwork removes the network's rules and bridge.
+	DeleteNetwork(n NetworkConfig) error
+	// Connect plugs the network namespace containerNS into the network
+	// with ep's interface names and address. It removes what it made if it
+	// fails.
+	Connect(n NetworkConfig, ep EndpointConfig, containerNS netns.NsHandle) error
+	// Disconnect removes ep's port rules and its host interface.
+	Disconnect(n NetworkConfig, ep EndpointConfig) error
+	// AddPorts installs ep's port mappings; on failure none is left.
+	AddPorts(n NetworkConfig, ep EndpointConfig) error
+	// RemovePorts removes ep's port mappings.
+	RemovePorts(n NetworkConfig, ep EndpointConfig) error
+}
+
+// Host is what a driver works on: the host's network namespace, a netlink
+// handle in it, and iptables. The calling thread must be in that namespace,
+// since iptables runs there.
+type Host struct {
+	NS     netns.NsHandle
+	Link   *netlink.Handle
+	Tables *iptables.Tables
+}
+
+// Supported returns ErrUnsupported unless name is a driver's name.
+func Supported(name string) error {
+	if name != Bridge {
+		return fmt.Errorf("%w %q (only %q is available)", ErrUnsupported, name, Bridge)
+	}
+	return nil
+}
+
+// New returns the driver called name, working on host.
+func New(name string, host Host) (Driver, error) {
+	if err := Supported(name); err != nil {
+		return nil, err
+	}
+	return &bridgeDriver{host: host}, nil
+}

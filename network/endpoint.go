@@ -1,0 +1,263 @@
+package network
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/FishingRodd/fockker/network/driver"
+)
+
+// PortMapping publishes a container port on the host: HostPort on every
+// local address goes to ContainerPort of the container, for Proto "tcp" or
+// "udp".
+type PortMapping = driver.PortMapping
+
+// Endpoint is a container's attachment to a network. It is stored under the
+// network and is meant to be stored in the container's record too.
+type Endpoint struct {
+	ID       string        `json:"id"`      // container ID
+	Network  string        `json:"network"` // network name
+	HostVeth string        `json:"host_veth"`
+	IfName   string        `json:"ifname"`
+	IP       netip.Addr    `json:"ip"`
+	Subnet   netip.Prefix  `json:"subnet"`
+	Gateway  netip.Addr    `json:"gateway"`
+	Ports    []PortMapping `json:"ports,omitempty"`
+}
+
+// Address returns the container's address with the prefix length,
+// 192.168.0.2/24.
+func (ep *Endpoint) Address() netip.Prefix {
+	return netip.PrefixFrom(ep.IP, ep.Subnet.Bits())
+}
+
+func (ep *Endpoint) driverConfig() driver.EndpointConfig {
+	return driver.EndpointConfig{ID: ep.ID, HostVeth: ep.HostVeth, IfName: ep.IfName, IP: ep.IP, Ports: ep.Ports}
+}
+
+var validIDRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// validateID checks a container ID, which names a file and, shortened, an
+// interface.
+func validateID(id string) error {
+	if len(id) == 0 || len(id) > maxIDLen || !validIDRE.MatchString(id) {
+		return fmt.Errorf("%w %q", ErrInvalidID, id)
+	}
+	return nil
+}
+
+// HostVethName returns the name of the host end of a container's veth
+// pair: "veth" and the first 11 characters of its ID.
+func HostVethName(id string) string {
+	if len(id) > driver.MaxIfNameLen-len(vethPrefix) {
+		id = id[:driver.MaxIfNameLen-len(vethPrefix)]
+	}
+	return vethPrefix + id
+}
+
+// ParsePortMapping parses HOST:CONTAINER[/tcp|/udp], e.g. "8080:80" or
+// "5353:53/udp". Ports are decimal, 1 to 65535; the protocol defaults to tcp.
+func ParsePortMapping(s string) (PortMapping, error) {
+	spec, proto, hasProto := strings.Cut(s, "/")
+	if !hasProto {
+		proto = "tcp"
+	}
+	proto = strings.ToLower(proto)
+	if proto != "tcp" && proto != "udp" {
+		return PortMapping{}, fmt.Errorf("%w %q: protocol must be tcp or udp", ErrInvalidPort, s)
+	}
+	hostStr, ctrStr, ok := strings.Cut(spec, ":")
+	if !ok || strings.Contains(ctrStr, ":") {
+		return PortMapping{}, fmt.Errorf("%w %q: want HOST_PORT:CONTAINER_PORT[/tcp|/udp]", ErrInvalidPort, s)
+	}
+	hostPort, err := parsePort(hostStr)
+	if err != nil {
+		return PortMapping{}, fmt.Errorf("%w %q: host port: %w", ErrInvalidPort, s, err)
+	}
+	ctrPort, err := parsePort(ctrStr)
+	if err != nil {
+		return PortMapping{}, fmt.Errorf("%w %q: container port: %w", ErrInvalidPort, s, err)
+	}
+	return PortMapping{HostPort: hostPort, ContainerPort: ctrPort, Proto: proto}, nil
+}
+
+func parsePort(s string) (uint16, error) {
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return 0, fmt.Errorf("%q is not a number", s)
+	}
+	v, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || v == 0 {
+		return 0, fmt.Errorf("%q is not between 1 and 65535", s)
+	}
+	return uint16(v), nil
+}
+
+// ParsePortMappings parses each of specs and refuses a host port given
+// twice for the same protocol.
+func ParsePortMappings(specs []string) ([]PortMapping, error) {
+	out := make([]PortMapping, 0, len(specs))
+	for _, s := range specs {
+		p, err := ParsePortMapping(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	if err := checkPortList(out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func checkPortList(ports []PortMapping) error {
+	seen := map[string]bool{}
+	for _, p := range ports {
+		if err := p.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidPort, err)
+		}
+		key := fmt.Sprintf("%d/%s", p.HostPort, p.Proto)
+		if seen[key] {
+			return fmt.Errorf("%w: host port %s given twice", ErrInvalidPort, key)
+		}
+		seen[key] = true
+	}
+	return nil
+}
+
+// checkPortsFree refuses a host port that a stored endpoint already
+// publishes (same protocol), or that a socket of the calling thread's
+// network namespace is bound to.
+func (m *Manager) checkPortsFree(ports []PortMapping) error {
+	if len(ports) == 0 {
+		return nil
+	}
+	nets, err := m.list()
+	if err != nil {
+		return err
+	}
+	for _, n := range nets {
+		eps, err := m.endpoints(n.Name)
+		if err != nil {
+			return err
+		}
+		for _, ep := range eps {
+			for _, q := range ep.Ports {
+				for _, p := range ports {
+					if p.HostPort == q.HostPort && p.Proto == q.Proto {
+						return fmt.Errorf("%w: %d/%s is published by container %s", ErrPortInUse, p.HostPort, p.Proto, ep.ID)
+					}
+				}
+			}
+		}
+	}
+	for _, p := range ports {
+		if err := probePort(p.Proto, p.HostPort); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// probePort binds a socket to 0.0.0.0:port to learn whether something on
+// the host holds the port. TCP sets SO_REUSEADDR so that connections in
+// TIME_WAIT do not count, but listeners do.
+func probePort(proto string, port uint16) error {
+	typ := unix.SOCK_STREAM
+	if proto == "udp" {
+		typ = unix.SOCK_DGRAM
+	}
+	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("probe host port %d/%s: %w", port, proto, os.NewSyscallError("socket", err))
+	}
+	defer unix.Close(fd)
+	if typ == unix.SOCK_STREAM {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			return fmt.Errorf("probe host port %d/%s: %w", port, proto, os.NewSyscallError("setsockopt", err))
+		}
+	}
+	err = unix.Bind(fd, &unix.SockaddrInet4{Port: int(port)})
+	if errors.Is(err, unix.EADDRINUSE) {
+		return fmt.Errorf("%w: %d/%s is in use on the host (a socket is bound to it)", ErrPortInUse, port, proto)
+	}
+	if err != nil {
+		return fmt.Errorf("probe host port %d/%s: %w", port, proto, os.NewSyscallError("bind", err))
+	}
+	return nil
+}
+
+func (m *Manager) endpointPath(netName, id string) string {
+	return filepath.Join(m.endpointDir(netName), id+".json")
+}
+
+// endpoints reads the stored endpoints of a network, sorted by ID.
+func (m *Manager) endpoints(netName string) ([]*Endpoint, error) {
+	entries, err := os.ReadDir(m.endpointDir(netName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("network %s: list endpoints: %w", netName, err)
+	}
+	var out []*Endpoint
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || validateID(id) != nil {
+			continue // temp files
+		}
+		ep, err := m.loadEndpoint(netName, id)
+		if err != nil {
+			return nil, err
+		}
+		if ep != nil {
+			out = append(out, ep)
+		}
+	}
+	return out, nil
+}
+
+// loadEndpoint reads a stored endpoint; a missing one gives nil, nil.
+func (m *Manager) loadEndpoint(netName, id string) (*Endpoint, error) {
+	b, err := os.ReadFile(m.endpointPath(netName, id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("network %s: read endpoint %s: %w", netName, id, err)
+	}
+	var ep Endpoint
+	if err := json.Unmarshal(b, &ep); err != nil {
+		return nil, fmt.Errorf("network %s: parse endpoint %s: %w", netName, id, err)
+	}
+	return &ep, nil
+}
+
+func (m *Manager) saveEndpoint(ep *Endpoint) error {
+	b, err := json.MarshalIndent(ep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(m.endpointDir(ep.Network), 0o755); err != nil {
+		return fmt.Errorf("network %s: %w", ep.Network, err)
+	}
+	if err := writeFileAtomic(m.endpointPath(ep.Network, ep.ID), b); err != nil {
+		return fmt.Errorf("network %s: write endpoint %s: %w", ep.Network, ep.ID, err)
+	}
+	return nil
+}
+
+func (m *Manager) removeEndpoint(netName, id string) error {
+	if err := os.Remove(m.endpointPath(netName, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("network %s: remove endpoint %s: %w", netName, id, err)
+	}
+	return nil
+}

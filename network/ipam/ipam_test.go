@@ -1,0 +1,424 @@
+package ipam
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// memStore is an in-memory Store for allocator tests.
+type memStore struct {
+	mu      sync.Mutex
+	ips     map[netip.Addr]string
+	last    netip.Addr
+	failOn  netip.Addr // Reserve of this address fails
+	reserve int        // number of Reserve calls
+}
+
+func newMemStore() *memStore { return &memStore{ips: map[netip.Addr]string{}} }
+
+func (s *memStore) Lock() error   { s.mu.Lock(); return nil }
+func (s *memStore) Unlock() error { s.mu.Unlock(); return nil }
+func (s *memStore) Reserve(id string, ip netip.Addr) (bool, error) {
+	s.reserve++
+	if ip == s.failOn {
+		return false, errors.New("disk full")
+	}
+	if _, ok := s.ips[ip]; ok {
+		return false, nil
+	}
+	s.ips[ip] = id
+	return true, nil
+}
+func (s *memStore) Release(ip netip.Addr) error { delete(s.ips, ip); return nil }
+func (s *memStore) Allocations() (map[netip.Addr]string, error) {
+	out := make(map[netip.Addr]string, len(s.ips))
+	for k, v := range s.ips {
+		out[k] = v
+	}
+	return out, nil
+}
+func (s *memStore) LastReserved() (netip.Addr, error)   { return s.last, nil }
+func (s *memStore) SetLastReserved(ip netip.Addr) error { s.last = ip; return nil }
+
+func mustRange(t *testing.T, subnet, gw string) Range {
+	t.Helper()
+	r := Range{Subnet: netip.MustParsePrefix(subnet), Gateway: netip.MustParseAddr(gw)}
+	if err := r.Validate(); err != nil {
+		t.Fatalf("range %s gw %s: %v", subnet, gw, err)
+	}
+	return r
+}
+
+func TestRangeValidate(t *testing.T) {
+	tests := []struct {
+		name, subnet, gw string
+		ok               bool
+	}{
+		{"slash24", "192.168.0.0/24", "192.168.0.1", true},
+		{"slash16", "10.1.0.0/16", "10.1.0.1", true},
+		{"slash8", "10.0.0.0/8", "10.0.0.1", true},
+		{"slash30", "10.0.0.0/30", "10.0.0.1", true},
+		{"slash31", "10.0.0.0/31", "10.0.0.1", false},
+		{"slash32", "10.0.0.1/32", "10.0.0.1", false},
+		{"host bits", "192.168.0.1/24", "192.168.0.1", false},
+		{"ipv6", "fd00::/64", "fd00::1", false},
+		{"gateway outside", "192.168.0.0/24", "192.168.1.1", false},
+		{"gateway is network", "192.168.0.0/24", "192.168.0.0", false},
+		{"gateway is broadcast", "192.168.0.0/24", "192.168.0.255", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Range{Subnet: netip.MustParsePrefix(tc.subnet), Gateway: netip.MustParseAddr(tc.gw)}
+			err := r.Validate()
+			if tc.ok && err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if !tc.ok && !errors.Is(err, ErrInvalidRange) {
+				t.Fatalf("got %v, want ErrInvalidRange", err)
+			}
+		})
+	}
+	if _, err := NewAllocator(Range{}, newMemStore()); !errors.Is(err, ErrInvalidRange) {
+		t.Fatalf("NewAllocator(zero range) = %v, want ErrInvalidRange", err)
+	}
+}
+
+func TestRangeBounds(t *testing.T) {
+	r := mustRange(t, "10.1.0.0/16", "10.1.0.1")
+	if got := r.Broadcast().String(); got != "10.1.255.255" {
+		t.Errorf("broadcast = %s", got)
+	}
+	if got := r.First().String(); got != "10.1.0.1" {
+		t.Errorf("first = %s", got)
+	}
+	if got := r.Last().String(); got != "10.1.255.254" {
+		t.Errorf("last = %s", got)
+	}
+	if r.Size() != 65533 {
+		t.Errorf("size = %d", r.Size())
+	}
+}
+
+// Every usable address of a /28 is handed out exactly once, never the
+// network, gateway or broadcast address, and then the range is exhausted.
+func TestAllocateExhaustsSmallRange(t *testing.T) {
+	r := mustRange(t, "172.20.0.0/28", "172.20.0.5")
+	a, err := NewAllocator(r, newMemStore())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[netip.Addr]bool{}
+	for i := 0; i < 13; i++ {
+		ip, err := a.Allocate(fmt.Sprintf("c%d", i))
+		if err != nil {
+			t.Fatalf("allocation %d: %v", i, err)
+		}
+		if seen[ip] {
+			t.Fatalf("address %s handed out twice", ip)
+		}
+		if ip == r.Network() || ip == r.Broadcast() || ip == r.Gateway || !r.Subnet.Contains(ip) {
+			t.Fatalf("handed out reserved or foreign address %s", ip)
+		}
+		seen[ip] = true
+	}
+	if _, err := a.Allocate("one-too-many"); !errors.Is(err, ErrExhausted) {
+		t.Fatalf("14th allocation: got %v, want ErrExhausted", err)
+	}
+}
+
+func TestAllocateTwiceForSameID(t *testing.T) {
+	a, _ := NewAllocator(mustRange(t, "192.168.0.0/24", "192.168.0.1"), newMemStore())
+	ip, err := a.Allocate("abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip.String() != "192.168.0.2" {
+		t.Fatalf("first address = %s, want 192.168.0.2", ip)
+	}
+	if _, err := a.Allocate("abc"); !errors.Is(err, ErrAllocated) {
+		t.Fatalf("second allocation: got %v, want ErrAllocated", err)
+	}
+	for _, bad := range []string{"", "a b", "a\nb"} {
+		if _, err := a.Allocate(bad); !errors.Is(err, ErrInvalidID) {
+			t.Errorf("Allocate(%q) = %v, want ErrInvalidID", bad, err)
+		}
+	}
+}
+
+// A released address is not reused until the allocator has gone round.
+func TestReleaseRoundRobin(t *testing.T) {
+	r := mustRange(t, "10.9.0.0/29", "10.9.0.1") // usable .2 to .6
+	a, _ := NewAllocator(r, newMemStore())
+	for i := 0; i < 3; i++ {
+		if _, err := a.Allocate(fmt.Sprintf("c%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Release("c0"); err != nil { // frees .2
+		t.Fatal(err)
+	}
+	if err := a.Release("c0"); err != nil {
+		t.Fatalf("second release must succeed: %v", err)
+	}
+	var got []string
+	for i := 3; i < 6; i++ {
+		ip, err := a.Allocate(fmt.Sprintf("c%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ip.String())
+	}
+	want := []string{"10.9.0.5", "10.9.0.6", "10.9.0.2"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("allocation order %v, want %v", got, want)
+	}
+	all, err := a.Allocations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 5 || all[netip.MustParseAddr("10.9.0.2")] != "c5" {
+		t.Fatalf("allocations = %v", all)
+	}
+}
+
+// A /16 hands out addresses ending in .255 and .0 (host addresses there)
+// and is not limited to 256 entries.
+func TestAllocateWideRange(t *testing.T) {
+	r := mustRange(t, "10.1.0.0/16", "10.1.0.1")
+	a, _ := NewAllocator(r, newMemStore())
+	seen := map[netip.Addr]bool{}
+	for i := 0; i < 600; i++ {
+		ip, err := a.Allocate(fmt.Sprintf("c%d", i))
+		if err != nil {
+			t.Fatalf("allocation %d: %v", i, err)
+		}
+		if seen[ip] {
+			t.Fatalf("duplicate %s", ip)
+		}
+		seen[ip] = true
+	}
+	for _, want := range []string{"10.1.0.255", "10.1.1.0", "10.1.2.88"} {
+		if !seen[netip.MustParseAddr(want)] {
+			t.Errorf("%s was not handed out", want)
+		}
+	}
+
+	// Wrap-around at the end of a /8.
+	big := mustRange(t, "10.0.0.0/8", "10.0.0.1")
+	s := newMemStore()
+	s.last = netip.MustParseAddr("10.255.255.253")
+	b, _ := NewAllocator(big, s)
+	var got []string
+	for i := 0; i < 2; i++ {
+		ip, err := b.Allocate(fmt.Sprintf("w%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ip.String())
+	}
+	if strings.Join(got, ",") != "10.255.255.254,10.0.0.2" {
+		t.Fatalf("wrap-around order %v", got)
+	}
+}
+
+func TestAllocateStoreError(t *testing.T) {
+	s := newMemStore()
+	s.failOn = netip.MustParseAddr("192.168.0.2")
+	a, _ := NewAllocator(mustRange(t, "192.168.0.0/24", "192.168.0.1"), s)
+	if _, err := a.Allocate("x"); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("got %v, want the store's error", err)
+	}
+	if len(s.ips) != 0 {
+		t.Fatalf("failed allocation left %v", s.ips)
+	}
+}
+
+func TestDiskStoreFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ipam")
+	s, err := NewDiskStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := NewAllocator(mustRange(t, "192.168.7.0/24", "192.168.7.1"), s)
+	// An address reserved behind our back (another process) is skipped.
+	if err := os.WriteFile(filepath.Join(dir, "192.168.7.2"), []byte("other"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ip, err := a.Allocate("ctr1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip.String() != "192.168.7.3" {
+		t.Fatalf("got %s, want 192.168.7.3", ip)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "192.168.7.3"))
+	if err != nil || string(b) != "ctr1" {
+		t.Fatalf("reservation file: %q, %v", b, err)
+	}
+	last, err := os.ReadFile(filepath.Join(dir, lastReservedFileName))
+	if err != nil || string(last) != "192.168.7.3" {
+		t.Fatalf("last reserved: %q, %v", last, err)
+	}
+	// A fresh store on the same directory sees the same state.
+	s2, _ := NewDiskStore(dir)
+	a2, _ := NewAllocator(mustRange(t, "192.168.7.0/24", "192.168.7.1"), s2)
+	if _, err := a2.Allocate("ctr1"); !errors.Is(err, ErrAllocated) {
+		t.Fatalf("got %v, want ErrAllocated", err)
+	}
+	if err := a2.Release("ctr1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "192.168.7.3")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("released file still there: %v", err)
+	}
+	if err := a2.Release("ctr1"); err != nil {
+		t.Fatalf("idempotent release: %v", err)
+	}
+	all, err := a.Allocations()
+	if err != nil || len(all) != 1 || all[netip.MustParseAddr("192.168.7.2")] != "other" {
+		t.Fatalf("allocations = %v, %v", all, err)
+	}
+}
+
+func checkUnique(t *testing.T, dir string, want int) {
+	t.Helper()
+	s, _ := NewDiskStore(dir)
+	a, _ := NewAllocator(mustRange(t, "10.50.0.0/24", "10.50.0.1"), s)
+	all, err := a.Allocations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != want {
+		t.Fatalf("%d reservation files, want %d", len(all), want)
+	}
+	owners := map[string]bool{}
+	for ip, id := range all {
+		if owners[id] {
+			t.Fatalf("owner %s holds two addresses", id)
+		}
+		owners[id] = true
+		if ip.String() == "10.50.0.0" || ip.String() == "10.50.0.1" || ip.String() == "10.50.0.255" {
+			t.Fatalf("reserved address %s handed out", ip)
+		}
+	}
+}
+
+// 100 goroutines allocating at once, half through a shared store and half
+// through stores of their own, get 100 different addresses.
+func TestConcurrentGoroutines(t *testing.T) {
+	dir := t.TempDir()
+	r := mustRange(t, "10.50.0.0/24", "10.50.0.1")
+	shared, _ := NewDiskStore(dir)
+	var wg sync.WaitGroup
+	ips := make([]netip.Addr, 100)
+	errs := make([]error, 100)
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var s Store = shared
+			if i%2 == 1 {
+				s, _ = NewDiskStore(dir)
+			}
+			a, _ := NewAllocator(r, s)
+			ips[i], errs[i] = a.Allocate(fmt.Sprintf("g%d", i))
+		}()
+	}
+	wg.Wait()
+	seen := map[netip.Addr]int{}
+	for i, ip := range ips {
+		if errs[i] != nil {
+			t.Fatalf("goroutine %d: %v", i, errs[i])
+		}
+		if j, dup := seen[ip]; dup {
+			t.Fatalf("goroutines %d and %d both got %s", j, i, ip)
+		}
+		seen[ip] = i
+	}
+	checkUnique(t, dir, 100)
+}
+
+const helperEnv = "FOCKKER_IPAM_HELPER"
+
+// TestHelperProcess is not a test: run by TestConcurrentProcesses, it
+// allocates from the directory named in $FOCKKER_IPAM_HELPER with several
+// goroutines and prints the addresses.
+func TestHelperProcess(t *testing.T) {
+	spec := os.Getenv(helperEnv)
+	if spec == "" {
+		t.Skip("helper process for TestConcurrentProcesses")
+	}
+	dir, prefix, _ := strings.Cut(spec, ",")
+	r := Range{Subnet: netip.MustParsePrefix("10.50.0.0/24"), Gateway: netip.MustParseAddr("10.50.0.1")}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := NewDiskStore(dir)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			a, _ := NewAllocator(r, s)
+			ip, err := a.Allocate(prefix + "-" + strconv.Itoa(i))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			fmt.Printf("IP %s\n", ip)
+		}()
+	}
+	wg.Wait()
+}
+
+// 10 processes of 10 goroutines each, sharing one directory through flock,
+// get 100 different addresses.
+func TestConcurrentProcesses(t *testing.T) {
+	dir := t.TempDir()
+	cmds := make([]*exec.Cmd, 10)
+	outs := make([]strings.Builder, 10)
+	for i := range cmds {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,p%d", helperEnv, dir, i))
+		cmd.Stdout = &outs[i]
+		cmd.Stderr = &outs[i]
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds[i] = cmd
+	}
+	seen := map[string]bool{}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("helper %d: %v\n%s", i, err, outs[i].String())
+		}
+		n := 0
+		for _, line := range strings.Split(outs[i].String(), "\n") {
+			ip, ok := strings.CutPrefix(line, "IP ")
+			if !ok {
+				continue
+			}
+			n++
+			if seen[ip] {
+				t.Fatalf("address %s handed out twice", ip)
+			}
+			seen[ip] = true
+		}
+		if n != 10 {
+			t.Fatalf("helper %d printed %d addresses:\n%s", i, n, outs[i].String())
+		}
+	}
+	checkUnique(t, dir, 100)
+}

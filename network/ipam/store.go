@@ -1,0 +1,202 @@
+package ipam
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// DiskStore is a Store in a directory: one file per reserved address, named
+// after the address and holding the owner's ID, created with O_EXCL; a
+// "lock" file flocked for the whole of every operation; and a
+// "last_reserved_ip" file for round-robin allocation.
+//
+// A DiskStore may be shared by goroutines, and any number of DiskStores, in
+// any number of processes, may use the same directory.
+type DiskStore struct {
+	dir string
+
+	mu   sync.Mutex // held between Lock and Unlock
+	lock *os.File
+}
+
+var _ Store = (*DiskStore)(nil)
+
+// NewDiskStore returns a store kept in dir, creating dir if needed.
+func NewDiskStore(dir string) (*DiskStore, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("ipam: create store: %w", err)
+	}
+	return &DiskStore{dir: dir}, nil
+}
+
+// Dir returns the directory the store lives in.
+func (s *DiskStore) Dir() string { return s.dir }
+
+// Lock takes the in-process mutex and then an exclusive flock on a fresh
+// open file description, so other DiskStores, here or in other processes,
+// are excluded too.
+func (s *DiskStore) Lock() error {
+	s.mu.Lock()
+	f, err := os.OpenFile(filepath.Join(s.dir, lockFileName), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		s.mu.Unlock()
+		return &os.PathError{Op: "flock", Path: f.Name(), Err: err}
+	}
+	s.lock = f
+	return nil
+}
+
+// Unlock releases what Lock took.
+func (s *DiskStore) Unlock() error {
+	f := s.lock
+	s.lock = nil
+	defer s.mu.Unlock()
+	if f == nil {
+		return errors.New("ipam: unlock of unlocked store")
+	}
+	// Closing the only descriptor of the open file description drops the flock.
+	return f.Close()
+}
+
+func (s *DiskStore) ipPath(ip netip.Addr) string {
+	return filepath.Join(s.dir, ip.String())
+}
+
+// Reserve creates the address's file with O_EXCL and writes id into it.
+func (s *DiskStore) Reserve(id string, ip netip.Addr) (bool, error) {
+	path := s.ipPath(ip)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	_, err = f.WriteString(id)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(s.dir)
+	}
+	if err != nil {
+		return false, errors.Join(err, os.Remove(path))
+	}
+	return true, nil
+}
+
+// Release removes the address's file; a missing file is success.
+func (s *DiskStore) Release(ip netip.Addr) error {
+	if err := os.Remove(s.ipPath(ip)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Allocations reads every reservation file of the directory.
+func (s *DiskStore) Allocations() (map[netip.Addr]string, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[netip.Addr]string)
+	for _, e := range entries {
+		ip, err := netip.ParseAddr(e.Name())
+		if err != nil || !e.Type().IsRegular() {
+			continue // lock, last_reserved_ip, temp files
+		}
+		b, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		out[ip] = strings.TrimSpace(string(b))
+	}
+	return out, nil
+}
+
+// LastReserved reads last_reserved_ip; a missing file gives the zero Addr.
+func (s *DiskStore) LastReserved() (netip.Addr, error) {
+	b, err := os.ReadFile(filepath.Join(s.dir, lastReservedFileName))
+	if errors.Is(err, os.ErrNotExist) {
+		return netip.Addr{}, nil
+	}
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	ip, err := netip.ParseAddr(strings.TrimSpace(string(b)))
+	if err != nil {
+		// A corrupt hint only costs round-robin order; start over.
+		return netip.Addr{}, nil
+	}
+	return ip, nil
+}
+
+// SetLastReserved replaces last_reserved_ip atomically.
+func (s *DiskStore) SetLastReserved(ip netip.Addr) error {
+	return writeFileAtomic(filepath.Join(s.dir, lastReservedFileName), []byte(ip.String()))
+}
+
+// writeFileAtomic writes data to a temporary file next to path, syncs it and
+// renames it over path.
+func writeFileAtomic(path string, data []byte) (retErr error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,282 @@
+package network
+
+import (
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/FishingRodd/fockker/network/driver"
+)
+
+func pm(host, ctr uint16, proto string) PortMapping {
+	return PortMapping{HostPort: host, ContainerPort: ctr, Proto: proto}
+}
+
+func TestParsePortMapping(t *testing.T) {
+	tests := []struct {
+		in   string
+		want PortMapping
+		ok   bool
+	}{
+		{"8080:80", pm(8080, 80, "tcp"), true},
+		{"8080:80/tcp", pm(8080, 80, "tcp"), true},
+		{"53:5353/udp", pm(53, 5353, "udp"), true},
+		{"53:53/UDP", pm(53, 53, "udp"), true},
+		{"65535:1", pm(65535, 1, "tcp"), true},
+		{"", PortMapping{}, false},
+		{"80", PortMapping{}, false},
+		{":80", PortMapping{}, false},
+		{"80:", PortMapping{}, false},
+		{"0:80", PortMapping{}, false},
+		{"80:0", PortMapping{}, false},
+		{"65536:80", PortMapping{}, false},
+		{"80:99999999999999999999", PortMapping{}, false},
+		{"-1:80", PortMapping{}, false},
+		{"+80:80", PortMapping{}, false},
+		{" 80:80", PortMapping{}, false},
+		{"0x50:80", PortMapping{}, false},
+		{"a:b", PortMapping{}, false},
+		{"80:80/sctp", PortMapping{}, false},
+		{"80:80/", PortMapping{}, false},
+		{"80:80/tcp/udp", PortMapping{}, false},
+		{"127.0.0.1:80:80", PortMapping{}, false},
+		{"8000-8010:80", PortMapping{}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParsePortMapping(tc.in)
+			if !tc.ok {
+				if !errors.Is(err, ErrInvalidPort) {
+					t.Fatalf("got %+v, %v; want ErrInvalidPort", got, err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+	if got := (pm(8080, 80, "udp")).String(); got != "8080:80/udp" {
+		t.Errorf("String() = %q", got)
+	}
+}
+
+func TestParsePortMappings(t *testing.T) {
+	if _, err := ParsePortMappings([]string{"8080:80", "8080:81/udp", "9090:80"}); err != nil {
+		t.Fatalf("same port on tcp and udp must be fine: %v", err)
+	}
+	if _, err := ParsePortMappings([]string{"8080:80", "8080:81"}); !errors.Is(err, ErrInvalidPort) {
+		t.Fatalf("duplicate host port: got %v", err)
+	}
+	if _, err := ParsePortMappings([]string{"8080:80", "x"}); !errors.Is(err, ErrInvalidPort) {
+		t.Fatalf("junk: got %v", err)
+	}
+}
+
+func TestValidateName(t *testing.T) {
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"fockker0", true},
+		{"testNetwork", true},
+		{"a", true},
+		{"net_1.b-2", true},
+		{"123456789012345", true},
+		{"1234567890123456", false},
+		{"", false},
+		{"-net", false},
+		{".net", false},
+		{"..", false},
+		{"a/b", false},
+		{"a b", false},
+		{"a:b", false},
+		{"网络", false},
+		{"none", false},
+		{"host", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ValidateName(tc.name)
+			if tc.ok != (err == nil) {
+				t.Fatalf("ValidateName(%q) = %v", tc.name, err)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidName) {
+				t.Fatalf("error %v does not wrap ErrInvalidName", err)
+			}
+		})
+	}
+}
+
+func TestParseSubnet(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"10.10.0.0/24", true},
+		{"10.10.0.0/16", true},
+		{"10.0.0.0/8", true},
+		{"10.10.0.0/30", true},
+		{"10.10.0.0/31", false},
+		{"10.10.0.1/32", false},
+		{"10.10.0.1/24", false},
+		{"300.1.1.0/24", false},
+		{"10.10.0.0/33", false},
+		{"10.10.0.0", false},
+		{"fd00::/64", false},
+		{"banana", false},
+		{"", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			_, err := ParseSubnet(tc.in)
+			if tc.ok != (err == nil) {
+				t.Fatalf("ParseSubnet(%q) = %v", tc.in, err)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidSubnet) {
+				t.Fatalf("error %v does not wrap ErrInvalidSubnet", err)
+			}
+		})
+	}
+	_, err := ParseSubnet("192.168.0.1/24")
+	if err == nil || !strings.Contains(err.Error(), "192.168.0.0/24") {
+		t.Fatalf("host-bits error should suggest the network: %v", err)
+	}
+}
+
+func TestPool(t *testing.T) {
+	var all []netip.Prefix
+	poolCandidates(func(p netip.Prefix) bool {
+		all = append(all, p)
+		return true
+	})
+	if len(all) != 14*256+255 {
+		t.Fatalf("%d candidates", len(all))
+	}
+	if all[0].String() != "172.18.0.0/24" || all[255].String() != "172.18.255.0/24" || all[256].String() != "172.19.0.0/24" {
+		t.Fatalf("unexpected order: %s %s %s", all[0], all[255], all[256])
+	}
+	if last := all[len(all)-1].String(); last != "192.168.255.0/24" {
+		t.Fatalf("last candidate %s", last)
+	}
+	seen := map[netip.Prefix]bool{}
+	for _, p := range all {
+		if seen[p] || p.String() == DefaultSubnet || p.Bits() != 24 || p.Masked() != p {
+			t.Fatalf("bad candidate %s", p)
+		}
+		seen[p] = true
+	}
+}
+
+func TestPickAndCheckSubnet(t *testing.T) {
+	nets := []*Network{
+		{Name: "a", Subnet: netip.MustParsePrefix("172.18.0.0/23")},
+		{Name: "b", Subnet: netip.MustParsePrefix("172.18.2.0/24")},
+	}
+	host := []driver.Occupied{{Prefix: netip.MustParsePrefix("172.18.3.0/24"), What: "route 172.18.3.0/24 dev eth1"}}
+	got, err := pickSubnet(nets, host)
+	if err != nil || got.String() != "172.18.4.0/24" {
+		t.Fatalf("pickSubnet = %s, %v", got, err)
+	}
+	for _, tc := range []struct {
+		subnet, want string
+	}{
+		{"172.18.1.128/25", "network a"},
+		{"172.16.0.0/12", "network a"},
+		{"172.18.2.0/24", "network b"},
+		{"172.18.3.4/30", "route 172.18.3.0/24"},
+	} {
+		err := checkSubnet(netip.MustParsePrefix(tc.subnet), nets, host)
+		if !errors.Is(err, ErrOverlap) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("checkSubnet(%s) = %v, want overlap with %s", tc.subnet, err, tc.want)
+		}
+	}
+	if err := checkSubnet(netip.MustParsePrefix("10.0.0.0/8"), nets, host); err != nil {
+		t.Errorf("10.0.0.0/8: %v", err)
+	}
+	// Everything taken.
+	full := []driver.Occupied{{Prefix: netip.MustParsePrefix("128.0.0.0/1")}}
+	if _, err := pickSubnet(nil, full); !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("got %v, want ErrPoolExhausted", err)
+	}
+}
+
+func TestHostVethName(t *testing.T) {
+	for id, want := range map[string]string{
+		"7120030368":       "veth7120030368",
+		"abcdef0123456789": "vethabcdef01234",
+		"a":                "vetha",
+	} {
+		got := HostVethName(id)
+		if got != want || len(got) > driver.MaxIfNameLen {
+			t.Errorf("HostVethName(%q) = %q, want %q", id, got, want)
+		}
+	}
+}
+
+func TestEndpointJSON(t *testing.T) {
+	ep := &Endpoint{
+		ID: "c1", Network: "n", HostVeth: "vethc1", IfName: "eth0",
+		IP: netip.MustParseAddr("192.168.0.2"), Subnet: netip.MustParsePrefix("192.168.0.0/24"),
+		Gateway: netip.MustParseAddr("192.168.0.1"), Ports: []PortMapping{pm(8080, 80, "tcp")},
+	}
+	b, err := json.Marshal(ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"ip":"192.168.0.2"`) || !strings.Contains(string(b), `"host_port":8080`) {
+		t.Fatalf("unexpected JSON %s", b)
+	}
+	var back Endpoint
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.IP != ep.IP || back.Address().String() != "192.168.0.2/24" || back.Ports[0] != ep.Ports[0] {
+		t.Fatalf("round trip: %+v", back)
+	}
+	n := &Network{Gateway: netip.MustParseAddr("192.168.0.1"), Subnet: netip.MustParsePrefix("192.168.0.0/24")}
+	if n.IPRange() != "192.168.0.1/24" {
+		t.Fatalf("IPRange = %s", n.IPRange())
+	}
+}
+
+// Bad input is refused before the manager touches anything, even the state
+// directory.
+func TestCreateRefusesBadInputWithoutState(t *testing.T) {
+	root := t.TempDir()
+	m := NewManager(root)
+	for _, tc := range []struct {
+		name, driver, subnet string
+		want                 error
+	}{
+		{"bad/name", "bridge", "", ErrInvalidName},
+		{"waytoolongname16", "bridge", "", ErrInvalidName},
+		{"none", "", "", ErrInvalidName},
+		{"ok", "macvlan", "", driver.ErrUnsupported},
+		{"ok", "bridge", "10.1.2.3/24", ErrInvalidSubnet},
+		{"ok", "bridge", "10.1.2.0/33", ErrInvalidSubnet},
+	} {
+		if _, err := m.Create(tc.name, tc.driver, tc.subnet); !errors.Is(err, tc.want) {
+			t.Errorf("Create(%q, %q, %q) = %v, want %v", tc.name, tc.driver, tc.subnet, err, tc.want)
+		}
+	}
+	if _, err := m.Connect("fockker0", "bad id", 1, nil); !errors.Is(err, ErrInvalidID) {
+		t.Errorf("Connect with bad id: %v", err)
+	}
+	if _, err := m.Connect("fockker0", "c1", 1, []PortMapping{pm(80, 80, "tcp"), pm(80, 81, "tcp")}); !errors.Is(err, ErrInvalidPort) {
+		t.Errorf("Connect with duplicate ports: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "network")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("state directory was created: %v", err)
+	}
+	if n, err := m.List(); err != nil || len(n) != 0 {
+		t.Fatalf("List on empty state = %v, %v", n, err)
+	}
+	if _, err := m.Get("nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get(nope) = %v", err)
+	}
+}
