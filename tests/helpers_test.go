@@ -288,3 +288,9 @@ func startTimeOf(t *testing.T, pid int) uint64 {
 	}
 	return v
 }
+
+// execCmd runs a host command and returns its combined output.
+func execCmd(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}
