@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/FishingRodd/fockker/container"
+	"github.com/FishingRodd/fockker/network"
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v3"
 )
@@ -44,11 +45,13 @@ func newApp() *cli.Command {
 		},
 		Commands: []*cli.Command{
 			runCommand(),
+			execCommand(),
 			psCommand(),
 			stopCommand(),
 			rmCommand(),
 			logsCommand(),
 			inspectCommand(),
+			networkCommand(),
 		},
 	}
 }
@@ -89,8 +92,33 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "w", Aliases: []string{"workdir"}, Usage: "working directory inside the container"},
 			&cli.StringFlag{Name: "hostname", Usage: "container hostname (default: the container name)"},
 			&cli.BoolFlag{Name: "rm", Usage: "remove the container when it exits"},
+			&cli.StringFlag{Name: "net", Aliases: []string{"network"}, Value: network.DefaultName,
+				Usage: "network to join: a fockker network, none (only lo) or host (the host's)"},
+			&cli.StringSliceFlag{Name: "p", Aliases: []string{"publish"}, Usage: "publish HOST:CONTAINER[/tcp|/udp] (repeatable)"},
 		},
 		Action: runAction,
+	}
+}
+
+func execCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "exec",
+		Usage:     "run a command in a running container",
+		ArgsUsage: "NAME|ID COMMAND [ARG...]",
+		Description: "The command joins the container's mount, UTS, IPC, network and PID namespaces and its\n" +
+			"cgroup, with the container's environment plus -e. A container that is not running gets\n" +
+			"nothing: exit 125, and the command runs nowhere.",
+		StopOnNthArg:              oneArg(1),
+		DisableSliceFlagSeparator: true,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "it", Aliases: []string{"ti"}, Usage: "interactive with a terminal (-i and -t)"},
+			&cli.BoolFlag{Name: "i", Aliases: []string{"interactive"}, Usage: "keep stdin attached"},
+			&cli.BoolFlag{Name: "t", Aliases: []string{"tty"}, Usage: "allocate a pseudo-terminal"},
+			&cli.BoolFlag{Name: "d", Aliases: []string{"detach"}, Usage: "run in the background"},
+			&cli.StringSliceFlag{Name: "e", Aliases: []string{"env"}, Usage: "set KEY=VALUE (repeatable)"},
+			&cli.StringFlag{Name: "w", Aliases: []string{"workdir"}, Usage: "working directory inside the container"},
+		},
+		Action: execAction,
 	}
 }
 
@@ -140,7 +168,7 @@ func printPs(w io.Writer, recs []*container.Record, quiet, asJSON bool) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tPID\tSTATUS\tCOMMAND\tCREATED")
+	fmt.Fprintln(tw, "ID\tNAME\tPID\tSTATUS\tCOMMAND\tCREATED\tIP")
 	for _, r := range recs {
 		pid := "-"
 		if r.Status != container.Stopped && r.Pid > 0 {
@@ -150,7 +178,11 @@ func printPs(w io.Writer, recs []*container.Record, quiet, asJSON bool) error {
 		if r.Status == container.Stopped && r.ExitCode != nil {
 			status = fmt.Sprintf("stopped (%d)", *r.ExitCode)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Name, pid, status, commandLine(r.Command), r.CreateTime)
+		ip := r.IP
+		if ip == "" {
+			ip = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Name, pid, status, commandLine(r.Command), r.CreateTime, ip)
 	}
 	return tw.Flush()
 }
@@ -292,6 +324,93 @@ func inspectCommand() *cli.Command {
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "  ")
 			return enc.Encode(recs)
+		},
+	}
+}
+
+func networkCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "network",
+		Usage: "manage container networks (bridge driver)",
+		Commands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "create a bridge network; without --subnet a free /24 is picked",
+				ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "driver", Aliases: []string{"d"}, Value: "bridge", Usage: "network driver (only bridge)"},
+					&cli.StringFlag{Name: "subnet", Usage: "subnet in CIDR form, e.g. 10.10.0.0/24 (must not overlap any other network or host route)"},
+				},
+				Action: func(ctx context.Context, cmd *cli.Command) error {
+					r, err := roots(cmd)
+					if err != nil {
+						return err
+					}
+					if cmd.NArg() != 1 {
+						return errors.New("network create: exactly one network name is required")
+					}
+					n, err := network.NewManager(r.State).Create(cmd.Args().First(), cmd.String("driver"), cmd.String("subnet"))
+					if err != nil {
+						return err
+					}
+					fmt.Println(say(msgNetworkCreated, n.Name))
+					return nil
+				},
+			},
+			{
+				Name:    "ls",
+				Aliases: []string{"list"},
+				Usage:   "list networks",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "format", Usage: "table or json"},
+				},
+				Action: func(ctx context.Context, cmd *cli.Command) error {
+					r, err := roots(cmd)
+					if err != nil {
+						return err
+					}
+					format := cmd.String("format")
+					if format != "" && format != "table" && format != "json" {
+						return fmt.Errorf("--format %q: want table or json", format)
+					}
+					nets, err := network.NewManager(r.State).List()
+					if err != nil {
+						return err
+					}
+					if format == "json" {
+						if nets == nil {
+							nets = []*network.Network{}
+						}
+						enc := json.NewEncoder(os.Stdout)
+						enc.SetIndent("", "  ")
+						return enc.Encode(nets)
+					}
+					tw := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
+					fmt.Fprintln(tw, "Name\tIpRange\tType")
+					for _, n := range nets {
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", n.Name, n.IPRange(), n.Driver)
+					}
+					return tw.Flush()
+				},
+			},
+			{
+				Name:      "rm",
+				Aliases:   []string{"remove"},
+				Usage:     "remove networks (refused while containers are attached, unless -f)",
+				ArgsUsage: "NAME...",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "f", Aliases: []string{"force"}, Usage: "disconnect attached containers first"},
+				},
+				Action: func(ctx context.Context, cmd *cli.Command) error {
+					return forEach(cmd, func(r container.Roots, name string) error {
+						if err := network.NewManager(r.State).Remove(name, cmd.Bool("f")); err != nil {
+							return err
+						}
+						fmt.Println(say(msgNetworkRemoved, name))
+						return nil
+					})
+				},
+			},
 		},
 	}
 }

@@ -14,6 +14,8 @@ const (
 	msgStopped
 	msgNotRunning
 	msgRemoved
+	msgNetworkCreated
+	msgNetworkRemoved
 )
 
 // catalog returns a message in English and in the seed's Chinese wording.
@@ -27,6 +29,10 @@ func catalog(id msgID) (en, zh string) {
 		return "Container: %s, ID: %s, is not running", "容器: %s, ID: %s, 未在运行"
 	case msgRemoved:
 		return "Container: %s, ID: %s, removed", "容器: %s, ID: %s, 已删除"
+	case msgNetworkCreated:
+		return "Network: %s, created", "网络: %s, 创建成功"
+	case msgNetworkRemoved:
+		return "Network: %s, removed", "网络: %s, 删除成功"
 	}
 	return "%v", "%v"
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/FishingRodd/fockker/container"
 	"github.com/FishingRodd/fockker/container/cgroup"
+	"github.com/FishingRodd/fockker/network"
 	"github.com/creack/pty"
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v3"
@@ -60,6 +61,7 @@ func specFromFlags(cmd *cli.Command) (container.Spec, error) {
 		Tty:          cmd.Bool("it") || cmd.Bool("t"),
 		Interactive:  cmd.Bool("it") || cmd.Bool("i"),
 		CgroupParent: container.DefaultCgroupParent,
+		Network:      cmd.String("net"),
 	}
 	if err := container.ValidateName("image", spec.Image); err != nil {
 		return spec, err
@@ -94,6 +96,19 @@ func specFromFlags(cmd *cli.Command) (container.Spec, error) {
 		spec.Volumes = append(spec.Volumes, v)
 	}
 	var err error
+	switch spec.Network {
+	case container.NetNone, container.NetHost:
+		if len(cmd.StringSlice("p")) > 0 {
+			return spec, fmt.Errorf("-p: cannot publish ports with --net %s", spec.Network)
+		}
+	default:
+		if err := network.ValidateName(spec.Network); err != nil {
+			return spec, fmt.Errorf("--net: %w", err)
+		}
+		if spec.Ports, err = network.ParsePortMappings(cmd.StringSlice("p")); err != nil {
+			return spec, err
+		}
+	}
 	if spec.Limits, err = limitsFromFlags(cmd); err != nil {
 		return spec, err
 	}
@@ -225,58 +240,24 @@ func containerEnv(hostname string, tty bool, user []string) []string {
 	if tty {
 		env = append(env, "TERM=xterm")
 	}
-	index := map[string]int{}
-	for i, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		index[k] = i
-	}
-	for _, kv := range user {
-		k, _, _ := strings.Cut(kv, "=")
-		if i, ok := index[k]; ok {
-			env[i] = kv
-			continue
-		}
-		index[k] = len(env)
-		env = append(env, kv)
-	}
-	return env
+	return container.MergeEnv(env, user)
 }
 
 // runAttached runs a container in the foreground: with a terminal for -t, with stdin for -i,
 // otherwise with only its output streamed. The exit code is the container's.
-func runAttached(r container.Roots, spec container.Spec) (err error) {
-	stdio := container.IO{Stdout: os.Stdout, Stderr: os.Stderr}
-	if spec.Interactive {
-		stdio.Stdin = os.Stdin
-	}
-	var ptmx *os.File
-	if spec.Tty {
-		master, slave, err := pty.Open()
-		if err != nil {
-			return fmt.Errorf("allocate a terminal: %w", err)
-		}
-		defer master.Close()
-		defer slave.Close()
-		if term.IsTerminal(int(os.Stdin.Fd())) {
-			if err := pty.InheritSize(os.Stdin, master); err != nil {
-				logrus.Debugf("terminal size: %v", err)
-			}
-		}
-		ptmx = master
-		stdio = container.IO{Stdin: slave, Stdout: slave, Stderr: slave, Tty: true}
-	}
-
-	// Forward what the user's shell sends us to the container, as docker's sig-proxy does.
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
-	defer signal.Stop(sigs)
-
-	c, err := container.Create(r, spec, stdio)
+func runAttached(r container.Roots, spec container.Spec) error {
+	a, err := newAttachment(spec.Tty, spec.Interactive)
 	if err != nil {
 		return err
 	}
-	if spec.Tty {
-		stdio.Stdin.Close() // the container holds the terminal now
+	defer a.close()
+	// Forward what the user's shell sends us to the container, as docker's sig-proxy does.
+	sigs := notifySignals()
+	defer signal.Stop(sigs)
+
+	c, err := container.Create(r, spec, a.stdio)
+	if err != nil {
+		return err
 	}
 	if err := c.Start(); err != nil {
 		if derr := c.Destroy(); derr != nil {
@@ -284,55 +265,177 @@ func runAttached(r container.Roots, spec container.Spec) (err error) {
 		}
 		return err
 	}
-
-	var output chan struct{}
-	if ptmx != nil {
+	if spec.Tty {
 		fmt.Fprintln(os.Stderr, say(msgStarted, c.Record.Name))
-		if term.IsTerminal(int(os.Stdin.Fd())) {
-			old, err := term.MakeRaw(int(os.Stdin.Fd()))
-			if err == nil {
-				defer term.Restore(int(os.Stdin.Fd()), old)
-			}
-		}
-		output = make(chan struct{})
-		go func() {
-			io.Copy(os.Stdout, ptmx) // ends with EIO once the container's side is closed
-			close(output)
-		}()
-		if spec.Interactive {
-			go func() {
-				io.Copy(ptmx, os.Stdin)
-				ptmx.Write([]byte{4}) // our stdin ended: the terminal's EOF (^D)
-			}()
-		}
 	}
-
+	a.begin(spec.Interactive)
 	done := make(chan int, 1)
 	go func() { done <- c.Wait() }()
-	var code int
-wait:
+	code := a.wait(done, sigs, func(s os.Signal) error { return c.Signal(s) })
+	if err := c.Finish(code); err != nil {
+		return err
+	}
+	if code != 0 {
+		return &container.ExitError{Code: code}
+	}
+	return nil
+}
+
+// attachment connects fockker's own standard streams to a process it runs: directly, or
+// through a new pseudo-terminal whose slave the process gets.
+type attachment struct {
+	stdio   container.IO
+	ptmx    *os.File      // our side of the terminal, nil without -t
+	restore func()        // puts the user's terminal back as it was
+	output  chan struct{} // closed once the terminal's output is drained
+}
+
+func newAttachment(tty, interactive bool) (*attachment, error) {
+	a := &attachment{stdio: container.IO{Stdout: os.Stdout, Stderr: os.Stderr}, restore: func() {}}
+	if interactive {
+		a.stdio.Stdin = os.Stdin
+	}
+	if !tty {
+		return a, nil
+	}
+	master, slave, err := pty.Open()
+	if err != nil {
+		return nil, fmt.Errorf("allocate a terminal: %w", err)
+	}
+	if term.IsTerminal(int(os.Stdin.Fd())) {
+		if err := pty.InheritSize(os.Stdin, master); err != nil {
+			logrus.Debugf("terminal size: %v", err)
+		}
+	}
+	a.ptmx = master
+	a.stdio = container.IO{Stdin: slave, Stdout: slave, Stderr: slave, Tty: true}
+	return a, nil
+}
+
+// begin starts streaming once the process runs: our terminal goes raw and bytes flow both
+// ways through the pty.
+func (a *attachment) begin(interactive bool) {
+	if a.ptmx == nil {
+		return
+	}
+	a.stdio.Stdin.Close() // the process holds the slave now; EOF reaches us when it is done
+	if term.IsTerminal(int(os.Stdin.Fd())) {
+		if old, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
+			a.restore = func() { _ = term.Restore(int(os.Stdin.Fd()), old) }
+		}
+	}
+	a.output = make(chan struct{})
+	go func() {
+		_, _ = io.Copy(os.Stdout, a.ptmx) // ends with EIO once every slave is closed
+		close(a.output)
+	}()
+	if interactive {
+		go func() {
+			_, _ = io.Copy(a.ptmx, os.Stdin)
+			_, _ = a.ptmx.Write([]byte{4}) // our stdin ended: the terminal's EOF (^D)
+		}()
+	}
+}
+
+// wait forwards signals to the process until done delivers its exit code, then drains the
+// terminal's output.
+func (a *attachment) wait(done <-chan int, sigs <-chan os.Signal, forward func(os.Signal) error) int {
 	for {
 		select {
-		case code = <-done:
-			break wait
+		case code := <-done:
+			if a.output != nil {
+				<-a.output
+			}
+			return code
 		case s := <-sigs:
 			if s == unix.SIGWINCH {
-				if ptmx != nil {
-					_ = pty.InheritSize(os.Stdin, ptmx)
+				if a.ptmx != nil {
+					_ = pty.InheritSize(os.Stdin, a.ptmx)
 				}
 				continue
 			}
-			if err := c.Signal(s); err != nil {
+			if err := forward(s); err != nil {
 				logrus.Debugf("forward %v: %v", s, err)
 			}
 		}
 	}
-	if output != nil {
-		<-output
+}
+
+// close restores the user's terminal and releases the pty; safe on every exit path.
+func (a *attachment) close() {
+	a.restore()
+	if a.ptmx != nil {
+		a.ptmx.Close()
+		a.stdio.Stdin.Close()
 	}
-	if err := c.Finish(code); err != nil {
+}
+
+// notifySignals catches the signals fockker passes on to what it runs.
+func notifySignals() chan os.Signal {
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
+	return sigs
+}
+
+// execAction is `fockker exec`: run a command in a running container.
+func execAction(ctx context.Context, cmd *cli.Command) error {
+	r, err := roots(cmd)
+	if err != nil {
 		return err
 	}
+	args := cmd.Args().Slice()
+	if len(args) < 2 {
+		return errors.New("exec: usage: fockker exec [flags] NAME COMMAND [ARG...]")
+	}
+	tty := cmd.Bool("it") || cmd.Bool("t")
+	interactive := cmd.Bool("it") || cmd.Bool("i")
+	detach := cmd.Bool("d")
+	if detach && (tty || interactive) {
+		return errors.New("exec: -d cannot be combined with -i/-t/-it")
+	}
+	user, err := userEnv(nil, cmd.StringSlice("e"))
+	if err != nil {
+		return err
+	}
+	proc, rec, err := container.ExecCommand(r, args[0], container.ExecOptions{
+		Args: args[1:], Env: user, Cwd: cmd.String("w"), Tty: tty,
+	})
+	if err != nil {
+		return err
+	}
+	defer proc.ExtraFiles[0].Close()
+	if detach {
+		proc.SysProcAttr = &unix.SysProcAttr{Setsid: true}
+		if err := proc.Start(); err != nil {
+			return fmt.Errorf("exec in %s: %w", rec.Name, err)
+		}
+		return proc.Process.Release()
+	}
+	a, err := newAttachment(tty, interactive)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	proc.Stdin, proc.Stdout, proc.Stderr = a.stdio.Stdin, a.stdio.Stdout, a.stdio.Stderr
+	sigs := notifySignals()
+	defer signal.Stop(sigs)
+	if err := proc.Start(); err != nil {
+		return fmt.Errorf("exec in %s: %w", rec.Name, err)
+	}
+	a.begin(interactive)
+	done := make(chan int, 1)
+	go func() {
+		_ = proc.Wait()
+		done <- container.ExitCodeOf(proc.ProcessState)
+	}()
+	code := a.wait(done, sigs, func(s os.Signal) error {
+		// Without a terminal, ^C and ^\ from the user's terminal already reached the exec'd
+		// process, which shares our process group: do not deliver them twice.
+		if !tty && (s == unix.SIGINT || s == unix.SIGQUIT) {
+			return nil
+		}
+		return proc.Process.Signal(s)
+	})
 	if code != 0 {
 		return &container.ExitError{Code: code}
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/FishingRodd/fockker/container/cgroup"
+	"github.com/FishingRodd/fockker/network"
 )
 
 // Default roots, as in the seed: state under /var/run/fockker, images and layers under /var/root.
@@ -144,7 +145,22 @@ type Spec struct {
 	Volumes      []Volume      `json:"volumes,omitempty"`
 	Limits       cgroup.Limits `json:"limits"`
 	CgroupParent string        `json:"cgroupParent"`
+	// Network is a fockker network's name, NetNone (only lo) or NetHost (the host's).
+	Network string                `json:"network"`
+	Ports   []network.PortMapping `json:"ports,omitempty"`
 }
+
+// Special values of Spec.Network.
+const (
+	NetNone = "none"
+	NetHost = "host"
+)
+
+// ownNet reports whether the container gets a network namespace of its own.
+func (s *Spec) ownNet() bool { return s.Network != NetHost }
+
+// bridged reports whether the container is attached to a fockker network.
+func (s *Spec) bridged() bool { return s.Network != NetHost && s.Network != NetNone }
 
 // Record is a container's config.json. It keeps the seed's fields (pid, id, name, command,
 // createTime, status, volume, portmapping, networkname) and what the rebuild needs on top.
@@ -166,7 +182,10 @@ type Record struct {
 	OOMKilled  bool   `json:"oomKilled,omitempty"`
 	StartedAt  string `json:"startedAt,omitempty"`
 	FinishedAt string `json:"finishedAt,omitempty"`
-	Spec       Spec   `json:"spec"`
+	// IP is the container's address on its network; Endpoint is the whole attachment.
+	IP       string            `json:"ip,omitempty"`
+	Endpoint *network.Endpoint `json:"endpoint,omitempty"`
+	Spec     Spec              `json:"spec"`
 }
 
 // timeLayout is the seed's CREATED column format.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/FishingRodd/fockker/container/cgroup"
+	"github.com/FishingRodd/fockker/network"
 	"golang.org/x/sys/unix"
 )
 
@@ -91,7 +92,11 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		Status:      Created,
 		Volume:      []string{},
 		PortMapping: []string{},
+		NetworkName: spec.Network,
 		Spec:        spec,
+	}
+	for _, p := range spec.Ports {
+		rec.PortMapping = append(rec.PortMapping, p.String())
 	}
 	for _, v := range spec.Volumes {
 		rec.Volume = append(rec.Volume, v.String())
@@ -152,7 +157,7 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	}
 	cfg := initConfig{
 		Args: rec.Spec.Args, Env: rec.Spec.Env, Cwd: rec.Spec.WorkingDir, Hostname: rec.Spec.Hostname,
-		Tty: stdio.Tty, Lower: lower, Upper: roots.UpperDir(rec.Name), Work: roots.WorkDir(rec.Name),
+		Tty: stdio.Tty, OwnNet: spec.ownNet(), Lower: lower, Upper: roots.UpperDir(rec.Name), Work: roots.WorkDir(rec.Name),
 		Merged: roots.MergedDir(rec.Name), Volumes: rec.Spec.Volumes,
 	}
 	if err := json.NewEncoder(c.ctl).Encode(&cfg); err != nil {
@@ -165,6 +170,11 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	}
 	if rec.StartTime, err = StartTime(rec.Pid); err != nil {
 		return c, fmt.Errorf("container init: %w", err)
+	}
+	if spec.bridged() {
+		if err := c.connect(); err != nil {
+			return c, err
+		}
 	}
 	if err := store.Save(rec); err != nil {
 		return c, err
@@ -195,8 +205,12 @@ func (c *Container) startInit(stdio IO) error {
 	cmd.Env = []string{initEnv + "=1"} // never the host's environment
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
 	cmd.ExtraFiles = []*os.File{ctlR, stW} // fds 3 and 4
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWPID)
+	if c.Record.Spec.ownNet() {
+		flags |= unix.CLONE_NEWNET
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWPID | unix.CLONE_NEWNET,
+		Cloneflags: flags,
 		Setsid:     true,
 		Setctty:    stdio.Tty,
 		Ctty:       0,
@@ -211,6 +225,24 @@ func (c *Container) startInit(stdio IO) error {
 	if err := c.cg.Add(cmd.Process.Pid); err != nil {
 		return err
 	}
+	return nil
+}
+
+// connect attaches the parked init's network namespace to the container's network (the
+// default one is created on first use, or rebuilt from its config if its bridge vanished).
+func (c *Container) connect() error {
+	mgr := network.NewManager(c.roots.State)
+	if c.Record.Spec.Network == network.DefaultName {
+		if _, err := mgr.EnsureDefault(); err != nil {
+			return err
+		}
+	}
+	ep, err := mgr.Connect(c.Record.Spec.Network, c.Record.ID, c.Record.Pid, c.Record.Spec.Ports)
+	if err != nil {
+		return fmt.Errorf("container %s: network %s: %w", c.Record.Name, c.Record.Spec.Network, err)
+	}
+	c.Record.Endpoint = ep
+	c.Record.IP = ep.IP.String()
 	return nil
 }
 
@@ -257,24 +289,25 @@ func (c *Container) Start() error {
 	return nil
 }
 
-// Wait waits for the container's init to exit and returns its exit code, 128+N for a
-// death by signal N, as shells report it.
+// Wait waits for the container's init to exit and returns its exit code.
 func (c *Container) Wait() int {
-	err := c.cmd.Wait()
+	_ = c.cmd.Wait() // the exit status is in ProcessState
 	if c.logf != nil {
 		c.logf.Close()
 	}
-	if err == nil {
-		return 0
+	return ExitCodeOf(c.cmd.ProcessState)
+}
+
+// ExitCodeOf is a finished process's exit code, 128+N for a death by signal N, as shells
+// report it.
+func ExitCodeOf(ps *os.ProcessState) int {
+	if ps == nil {
+		return ExitEngine
 	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return ee.ExitCode()
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
 	}
-	return ExitEngine
+	return ps.ExitCode()
 }
 
 // Finish records the exit of a container this process waited for, and removes the container
@@ -282,6 +315,9 @@ func (c *Container) Wait() int {
 func (c *Container) Finish(code int) error {
 	name := c.Record.Name
 	_, err := c.store.Update(name, func(r *Record) error {
+		if err := releasePorts(c.roots, r); err != nil {
+			return err
+		}
 		r.Status = Stopped
 		r.ExitCode = &code
 		r.FinishedAt = time.Now().Format(time.RFC3339Nano)
@@ -313,6 +349,11 @@ func (c *Container) Destroy() error {
 	}
 	if c.logf != nil {
 		c.logf.Close()
+	}
+	if ep := c.Record.Endpoint; ep != nil {
+		if err := network.NewManager(c.roots.State).Disconnect(ep); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.cg != nil {
 		if err := c.cg.Destroy(); err != nil {

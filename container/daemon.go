@@ -50,7 +50,13 @@ func RunDetached(roots Roots, spec Spec) (*Record, error) {
 
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{"fockker", WatchCommand} // as ps shows it
-	cmd.Env = []string{watchEnv + "=1"}
+	// The watcher sets up networks, so it needs the host tools (iptables) on the CLI's PATH.
+	// The container itself never sees this environment.
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = DefaultPath
+	}
+	cmd.Env = []string{watchEnv + "=1", "PATH=" + path}
 	cmd.ExtraFiles = []*os.File{reqR, repW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives the CLI and its terminal
 	err = cmd.Start()

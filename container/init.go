@@ -32,6 +32,7 @@ type initConfig struct {
 	Cwd      string   `json:"cwd"`
 	Hostname string   `json:"hostname"`
 	Tty      bool     `json:"tty"`
+	OwnNet   bool     `json:"ownNet"` // a new network namespace whose lo init brings up
 	Lower    string   `json:"lower"`
 	Upper    string   `json:"upper"`
 	Work     string   `json:"work"`
@@ -86,8 +87,10 @@ func RunInit() int {
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 		return report(initFailureCode, fmt.Errorf("sethostname: %w", err))
 	}
-	if err := loopbackUp(); err != nil {
-		return report(initFailureCode, err)
+	if cfg.OwnNet {
+		if err := loopbackUp(); err != nil {
+			return report(initFailureCode, err)
+		}
 	}
 	if b, err := json.Marshal(initMsg{Type: "ready"}); err != nil || writeAll(status, append(b, '\n')) != nil {
 		return initFailureCode

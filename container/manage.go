@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/FishingRodd/fockker/container/cgroup"
+	"github.com/FishingRodd/fockker/network"
 	"golang.org/x/sys/unix"
 )
 
@@ -99,6 +100,9 @@ func settle(roots Roots, rec *Record) error {
 	}
 	_, err := store.Update(rec.Name, func(r *Record) error {
 		if r.ID == rec.ID && r.Status != Stopped {
+			if err := releasePorts(roots, r); err != nil {
+				return err
+			}
 			r.Status = Stopped
 			r.FinishedAt = time.Now().Format(time.RFC3339Nano)
 		}
@@ -138,6 +142,11 @@ func Remove(roots Roots, ref string, force bool) error {
 			return fmt.Errorf("container %s: still running after SIGKILL", name)
 		}
 	}
+	if rec.Endpoint != nil {
+		if err := network.NewManager(roots.State).Disconnect(rec.Endpoint); err != nil {
+			return fmt.Errorf("container %s: %w", name, err)
+		}
+	}
 	cg, err := cgroup.Load(rec.Spec.CgroupParent, name)
 	if err != nil {
 		return err
@@ -149,4 +158,15 @@ func Remove(roots Roots, ref string, force bool) error {
 		return fmt.Errorf("container %s: %w", name, err)
 	}
 	return store.Delete(name)
+}
+
+// releasePorts frees a stopped container's published ports (its IP stays until rm).
+func releasePorts(roots Roots, r *Record) error {
+	if r.Endpoint == nil || len(r.Endpoint.Ports) == 0 {
+		return nil
+	}
+	if err := network.NewManager(roots.State).ReleasePorts(r.Endpoint); err != nil {
+		return fmt.Errorf("container %s: release ports: %w", r.Name, err)
+	}
+	return nil
 }

@@ -21,6 +21,9 @@ type Store struct {
 	root string
 }
 
+// networkDir is the state root's directory of network records, never a container's.
+const networkDir = "network"
+
 // NewStore returns the store rooted at dir (created on first write).
 func NewStore(dir string) *Store { return &Store{root: dir} }
 
@@ -74,6 +77,9 @@ func lockDir(dir string, how int) (*Lock, error) {
 // atomically: the directory is built under a temporary name and renamed into place with
 // RENAME_NOREPLACE, so two concurrent runs with one name cannot both win.
 func (s *Store) Reserve(rec *Record) (*Lock, error) {
+	if rec.Name == networkDir {
+		return nil, fmt.Errorf("container name %q is reserved for the network state: %w", rec.Name, ErrNameInUse)
+	}
 	if err := os.MkdirAll(s.root, 0o711); err != nil {
 		return nil, fmt.Errorf("create state root: %w", err)
 	}
@@ -177,7 +183,7 @@ func (s *Store) List() ([]*Record, error) {
 	}
 	var recs []*Record
 	for _, e := range ents {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || ValidateName("container", e.Name()) != nil {
+		if !e.IsDir() || e.Name() == networkDir || strings.HasPrefix(e.Name(), ".") || ValidateName("container", e.Name()) != nil {
 			continue
 		}
 		rec, err := s.Load(e.Name())

@@ -1,0 +1,103 @@
+package container
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/FishingRodd/fockker/container/cgroup"
+	"github.com/FishingRodd/fockker/nsenter"
+)
+
+// ExecOptions describe a command to run in a running container.
+type ExecOptions struct {
+	Args []string // argv, exactly as given
+	Env  []string // KEY=VALUE overriding the container's environment
+	Cwd  string   // absolute; "" means the container's working directory
+	Tty  bool     // stdin is a pty slave to become the controlling terminal
+}
+
+// ExecCommand prepares a process that joins a running container's namespaces and cgroup and
+// runs opts.Args there (through the nsenter constructor, before any Go runs in it). The
+// container must be running now; its init is identified by PID and start time, and the
+// constructor checks both again after pinning the process, so a stopped container or a
+// reused PID never gets the command — least of all on the host.
+func ExecCommand(roots Roots, ref string, opts ExecOptions) (*exec.Cmd, *Record, error) {
+	if len(opts.Args) == 0 {
+		return nil, nil, fmt.Errorf("exec: a command is required")
+	}
+	if opts.Cwd != "" && !filepath.IsAbs(opts.Cwd) {
+		return nil, nil, fmt.Errorf("exec: -w %q: the working directory must be an absolute path", opts.Cwd)
+	}
+	rec, err := RunningRecord(roots, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	env, err := nsenter.Environ(rec.Pid)
+	if err != nil {
+		return nil, nil, fmt.Errorf("container %s: environment of its init: %w", rec.Name, err)
+	}
+	if opts.Tty && envValue(env, "TERM") == "" {
+		env = append(env, "TERM=xterm")
+	}
+	env = MergeEnv(env, opts.Env)
+	cg, err := cgroup.Load(rec.Spec.CgroupParent, rec.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	var dirs []string
+	for _, d := range cg.Paths() {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	cwd := opts.Cwd
+	if cwd == "" {
+		cwd = rec.Spec.WorkingDir
+	}
+	cfg := &nsenter.Config{
+		Pid:        rec.Pid,
+		StartTime:  rec.StartTime,
+		Namespaces: rec.namespaces(),
+		CgroupDirs: dirs,
+		Cwd:        cwd,
+		Env:        env,
+		Args:       opts.Args,
+		Tty:        opts.Tty,
+	}
+	cmd, err := nsenter.Command("/proc/self/exe", cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("container %s: %w", rec.Name, err)
+	}
+	return cmd, rec, nil
+}
+
+// namespaces lists the namespaces a container has of its own, which exec joins.
+func (r *Record) namespaces() []string {
+	ns := []string{nsenter.NSIPC, nsenter.NSUTS, nsenter.NSPID, nsenter.NSMount}
+	if r.Spec.ownNet() {
+		ns = append(ns, nsenter.NSNet)
+	}
+	return ns
+}
+
+// MergeEnv overrides base with extra, key by key, keeping base's order.
+func MergeEnv(base, extra []string) []string {
+	out := append([]string(nil), base...)
+	index := map[string]int{}
+	for i, kv := range out {
+		k, _, _ := strings.Cut(kv, "=")
+		index[k] = i
+	}
+	for _, kv := range extra {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := index[k]; ok {
+			out[i] = kv
+			continue
+		}
+		index[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}
