@@ -90,6 +90,7 @@ type fk struct {
 	state string
 	image string
 	env   []string // extra environment for every command
+	netns string   // /proc/<holder>/ns/net: the test's own network namespace
 }
 
 // newFK skips the test without root and returns a fresh installation whose containers are all
@@ -109,6 +110,22 @@ func newFK(t *testing.T) *fk {
 	if err := os.Symlink(shared.imageSrc, filepath.Join(f.image, "busybox")); err != nil {
 		t.Fatal(err)
 	}
+	// Every installation gets a network namespace of its own, held by a sleeping process:
+	// its bridges, veths and iptables rules vanish with it, and two tests' default networks
+	// (both 192.168.0.1/24) never meet.
+	holder := exec.Command("unshare", "--net", "--", "sleep", "1000000")
+	if err := holder.Start(); err != nil {
+		t.Fatalf("network namespace for the test: %v", err)
+	}
+	f.netns = fmt.Sprintf("/proc/%d/ns/net", holder.Process.Pid)
+	waitNetns(t, f.netns)
+	if out, err := exec.Command("nsenter", "--net="+f.netns, "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up in the test's namespace: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		_ = holder.Process.Kill()
+		_ = holder.Wait()
+	})
 	t.Cleanup(func() {
 		res := f.run("ps", "-q")
 		for _, id := range strings.Fields(res.stdout) {
@@ -136,8 +153,8 @@ func (f *fk) run(args ...string) result {
 
 func (f *fk) runIn(stdin []byte, args ...string) result {
 	f.t.Helper()
-	full := append([]string{"--state-root", f.state, "--image-root", f.image}, args...)
-	cmd := exec.Command(shared.bin, full...)
+	full := append([]string{"--net=" + f.netns, "--", shared.bin, "--state-root", f.state, "--image-root", f.image}, args...)
+	cmd := exec.Command("nsenter", full...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "LANG=C"}, f.env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -231,6 +248,22 @@ func (f *fk) assertNoResidue() {
 	}
 }
 
+// waitNetns waits until the holder has left our network namespace for its own.
+func waitNetns(t *testing.T, path string) {
+	t.Helper()
+	self, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 500; i++ {
+		if l, err := os.Readlink(path); err == nil && l != self {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("%s never became a namespace of its own", path)
+}
+
 func grepLines(s, sub string) string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {
@@ -260,4 +293,11 @@ func readTrim(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// inNetns runs a host command inside the test's network namespace (ip, iptables, nc...).
+func (f *fk) inNetns(args ...string) (string, error) {
+	f.t.Helper()
+	out, err := exec.Command("nsenter", append([]string{"--net=" + f.netns, "--"}, args...)...).CombinedOutput()
+	return string(out), err
 }
