@@ -246,7 +246,7 @@ func containerEnv(hostname string, tty bool, user []string) []string {
 // runAttached runs a container in the foreground: with a terminal for -t, with stdin for -i,
 // otherwise with only its output streamed. The exit code is the container's.
 func runAttached(r container.Roots, spec container.Spec) error {
-	a, err := newAttachment(spec.Tty, spec.Interactive)
+	a, err := newAttachment(spec.Tty, spec.Interactive, pty.Open)
 	if err != nil {
 		return err
 	}
@@ -290,7 +290,7 @@ type attachment struct {
 	output  chan struct{} // closed once the terminal's output is drained
 }
 
-func newAttachment(tty, interactive bool) (*attachment, error) {
+func newAttachment(tty, interactive bool, openPty func() (master, slave *os.File, err error)) (*attachment, error) {
 	a := &attachment{stdio: container.IO{Stdout: os.Stdout, Stderr: os.Stderr}, restore: func() {}}
 	if interactive {
 		a.stdio.Stdin = os.Stdin
@@ -298,7 +298,7 @@ func newAttachment(tty, interactive bool) (*attachment, error) {
 	if !tty {
 		return a, nil
 	}
-	master, slave, err := pty.Open()
+	master, slave, err := openPty()
 	if err != nil {
 		return nil, fmt.Errorf("allocate a terminal: %w", err)
 	}
@@ -411,7 +411,7 @@ func execAction(ctx context.Context, cmd *cli.Command) error {
 		}
 		return proc.Process.Release()
 	}
-	a, err := newAttachment(tty, interactive)
+	a, err := newAttachment(tty, interactive, rec.OpenPty)
 	if err != nil {
 		return err
 	}

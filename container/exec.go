@@ -2,6 +2,7 @@ package container
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/FishingRodd/fockker/container/cgroup"
 	"github.com/FishingRodd/fockker/nsenter"
+	"golang.org/x/sys/unix"
 )
 
 // ExecOptions describe a command to run in a running container.
@@ -100,4 +102,40 @@ func MergeEnv(base, extra []string) []string {
 		out = append(out, kv)
 	}
 	return out
+}
+
+// OpenPty opens a pseudo-terminal in the running container's own devpts instance, so that
+// inside the container the exec'd process's terminal is a /dev/pts/N like any other (ttyname,
+// tmux and friends need that). The master is checked to really be a devpts ptmx before use,
+// and the slave is obtained from it with TIOCGPTPEER, never by a path the container controls.
+func (r *Record) OpenPty() (master, slave *os.File, err error) {
+	path := fmt.Sprintf("/proc/%d/root/dev/pts/ptmx", r.Pid)
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	m := os.NewFile(uintptr(fd), path)
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		return nil, nil, &os.PathError{Op: "fstatfs", Path: path, Err: err}
+	}
+	if st.Type != unix.DEVPTS_SUPER_MAGIC {
+		return nil, nil, fmt.Errorf("container %s: %s is not on a devpts file system", r.Name, path)
+	}
+	if !alive(r.Pid, r.StartTime) {
+		return nil, nil, fmt.Errorf("container %s: %w", r.Name, ErrNotRunning)
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		return nil, nil, os.NewSyscallError("ioctl TIOCSPTLCK", err)
+	}
+	sfd, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TIOCGPTPEER, uintptr(unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC))
+	if errno != 0 {
+		return nil, nil, os.NewSyscallError("ioctl TIOCGPTPEER", errno)
+	}
+	return m, os.NewFile(sfd, "pty slave"), nil
 }
