@@ -368,6 +368,22 @@ func TestPs(t *testing.T) {
 	})
 }
 
+// shortestUniquePrefix returns the shortest prefix of id that no other ID starts with.
+func shortestUniquePrefix(id string, ids []string) string {
+	for n := 1; n < len(id); n++ {
+		unique := true
+		for _, other := range ids {
+			if other != id && strings.HasPrefix(other, id[:n]) {
+				unique = false
+			}
+		}
+		if unique {
+			return id[:n]
+		}
+	}
+	return id
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -419,7 +435,7 @@ func TestNamesAndIDs(t *testing.T) {
 	if f.record(a)["id"] != ida || f.record(b)["id"] != idb {
 		t.Errorf("an ambiguous rm removed something")
 	}
-	unique := ida[:common+1]
+	unique := shortestUniquePrefix(ida, strings.Fields(f.ok("ps", "-q")))
 	if got := f.record(unique)["name"]; got != a {
 		t.Errorf("inspect %s resolved to %v, want %s", unique, got, a)
 	}
@@ -432,11 +448,9 @@ func TestNamesAndIDs(t *testing.T) {
 	live := uniq("live")
 	rec := f.detach(live, "busybox", "sh", "-c", "echo hello-prefix; sleep 100")
 	id := rec["id"].(string)
-	prefix := id[:6]
-	for _, other := range strings.Fields(f.ok("ps", "-q")) {
-		if other != id && strings.HasPrefix(other, prefix) {
-			prefix = id // astronomically unlikely; use the whole ID
-		}
+	prefix := shortestUniquePrefix(id, strings.Fields(f.ok("ps", "-q")))
+	if len(prefix) == len(id) {
+		t.Fatalf("no unique prefix for %s", id)
 	}
 	waitFor(t, "the log line", 5*time.Second, func() bool { return strings.Contains(f.ok("logs", prefix), "hello-prefix") })
 	if out := f.ok("stop", "-t", "0", prefix); !strings.Contains(out, live) {
