@@ -301,3 +301,12 @@ func (f *fk) inNetns(args ...string) (string, error) {
 	out, err := exec.Command("nsenter", append([]string{"--net=" + f.netns, "--"}, args...)...).CombinedOutput()
 	return string(out), err
 }
+
+// nsCommand builds a fockker command that runs in the test's network namespace, like run,
+// for callers that need the process itself (concurrency, a pty).
+func (f *fk) nsCommand(args ...string) *exec.Cmd {
+	full := append([]string{"--net=" + f.netns, "--", shared.bin, "--state-root", f.state, "--image-root", f.image}, args...)
+	cmd := exec.Command("nsenter", full...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "LANG=C"}, f.env...)
+	return cmd
+}
