@@ -27,11 +27,12 @@ func (f *fk) with(t *testing.T) *fk {
 	return &g
 }
 
-// command builds a fockker command with this installation's roots and environment, for
-// callers that need the process itself (background, pty, concurrency).
+// command builds a fockker command exactly as runIn does (in the test's network namespace,
+// with this installation's roots and environment), for callers that need the process itself
+// (background, pty, concurrency). nsenter execs fockker, so the process is fockker's.
 func (f *fk) command(args ...string) *exec.Cmd {
-	full := append([]string{"--state-root", f.state, "--image-root", f.image}, args...)
-	cmd := exec.Command(shared.bin, full...)
+	full := append([]string{"--net=" + f.netns, "--", shared.bin, "--state-root", f.state, "--image-root", f.image}, args...)
+	cmd := exec.Command("nsenter", full...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "LANG=C"}, f.env...)
 	return cmd
 }
