@@ -1,6 +1,10 @@
 package container
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/FishingRodd/fockker/container/image"
+)
 
 // Sentinel errors; callers test them with errors.Is.
 var (
@@ -17,5 +21,5 @@ var (
 	ErrNotRunning    = errors.New("container is not running")
 	ErrLayerExists   = errors.New("layer directory already exists")
 	ErrInternal      = errors.New("internal command")
-	ErrUnsafeArchive = errors.New("unsafe path in image archive")
+	ErrUnsafeArchive = image.ErrUnsafeArchive
 )
