@@ -895,3 +895,43 @@ func TestNetworkDefaultBridgeRecreated(t *testing.T) {
 		t.Errorf("the container cannot reach the re-created gateway: %s", r)
 	}
 }
+
+// TestNetworkRollback: a run that fails after its network was set up (the command cannot be
+// started) releases its address, veth and rules; so does --rm when the container exits.
+func TestNetworkRollback(t *testing.T) {
+	f := newFK(t)
+	f.detach(uniq("keep"), "busybox", "sleep", "1000") // fockker0 and its state exist
+	before := f.snapshot()
+	// The allocator's round-robin cursor moves with every allocation, released or not.
+	cursor := filepath.Join("network", "fockker0", "ipam", "last_reserved_ip")
+	for _, c := range []struct {
+		why  string
+		code int
+		args []string
+	}{
+		{"detached, command not found", 127, []string{"run", "-d", "-p", "8090:80", "busybox", "no-such-command"}},
+		{"foreground, not executable", 126, []string{"run", "-p", "8090:80", "busybox", "/etc/passwd"}},
+		{"foreground --rm, exits", 0, []string{"run", "--rm", "-p", "8090:80", "busybox", "true"}},
+		{"detached --rm, exits", 0, []string{"run", "-d", "--rm", "-p", "8090:80", "busybox", "true"}},
+	} {
+		t.Run(c.why, func(t *testing.T) {
+			f := f.with(t)
+			r := f.run(c.args...)
+			if r.code != c.code {
+				t.Fatalf("want exit %d: %s", c.code, r)
+			}
+			waitFor(t, "the container to be gone", 20*time.Second, func() bool {
+				return len(strings.Fields(f.ok("ps", "-q"))) == 1
+			})
+			after := f.snapshot()
+			delete(before.state, cursor)
+			delete(after.state, cursor)
+			if after.links != before.links || after.addrs != before.addrs || after.rules != before.rules {
+				t.Errorf("network changed:\n%s\n%s\nvs\n%s\n%s", before.links, before.rules, after.links, after.rules)
+			}
+			if d := diffSnapshots(before.state, after.state); len(d) > 0 {
+				t.Errorf("state changed: %v", d)
+			}
+		})
+	}
+}
