@@ -15,7 +15,7 @@ import (
 // printed its first line; it returns the command and the container's record.
 func startAttached(t *testing.T, f *fk, name string, args ...string) (*exec.Cmd, map[string]any) {
 	t.Helper()
-	cmd := f.command(append([]string{"run", "--name", name}, args...)...)
+	cmd := f.nsCommand(append([]string{"run", "--name", name}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -27,19 +27,9 @@ func (f *fk) with(t *testing.T) *fk {
 	return &g
 }
 
-// command builds a fockker command exactly as runIn does (in the test's network namespace,
-// with this installation's roots and environment), for callers that need the process itself
-// (background, pty, concurrency). nsenter execs fockker, so the process is fockker's.
-func (f *fk) command(args ...string) *exec.Cmd {
-	full := append([]string{"--net=" + f.netns, "--", shared.bin, "--state-root", f.state, "--image-root", f.image}, args...)
-	cmd := exec.Command("nsenter", full...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "LANG=C"}, f.env...)
-	return cmd
-}
-
 // exec runs fockker like run, but is safe to call from any goroutine: it never calls t.Fatal.
 func (f *fk) exec(args ...string) (result, error) {
-	cmd := f.command(args...)
+	cmd := f.nsCommand(args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

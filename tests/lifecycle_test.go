@@ -220,7 +220,7 @@ func TestLogs(t *testing.T) {
 		f := f.with(t)
 		name := uniq("follow")
 		f.detach(name, "busybox", "sh", "-c", `for i in 1 2 3 4 5 6 7 8; do echo line-$i; sleep 0.15; done`)
-		cmd := f.command("logs", "-f", name)
+		cmd := f.nsCommand("logs", "-f", name)
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)

@@ -41,7 +41,7 @@ func startOnTerm(t *testing.T, f *fk, rows, cols uint16, args ...string) *term {
 		t.Fatal(err)
 	}
 	tm := &term{t: t, ptmx: ptmx, tty: tty, readerDone: make(chan struct{}), before: before}
-	tm.cmd = f.command(args...)
+	tm.cmd = f.nsCommand(args...)
 	tm.cmd.Stdin, tm.cmd.Stdout, tm.cmd.Stderr = tty, tty, tty
 	tm.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	if err := tm.cmd.Start(); err != nil {
