@@ -172,6 +172,12 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		return c, fmt.Errorf("container init: %w", err)
 	}
 	if spec.bridged() {
+		if len(spec.Ports) > 0 {
+			// A dead container that nobody recorded as stopped must not hold the ports.
+			if err := releaseStalePorts(roots); err != nil {
+				return c, err
+			}
+		}
 		if err := c.connect(); err != nil {
 			return c, err
 		}

@@ -160,6 +160,39 @@ func Remove(roots Roots, ref string, force bool) error {
 	return store.Delete(name)
 }
 
+// releaseStalePorts records as stopped every container whose record says running but whose
+// init is gone without its parent having recorded the exit (a watcher killed by SIGKILL takes
+// init along through the parent-death signal), freeing its published ports as settle would.
+// Otherwise such a container, shown stopped by ps, would hold its host ports until rm.
+func releaseStalePorts(roots Roots) error {
+	store := NewStore(roots.State)
+	recs, err := store.List()
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		// Only records saved as running: a "created" one belongs to a run still setting it up.
+		if rec.Status != Running || rec.Endpoint == nil || len(rec.Endpoint.Ports) == 0 || alive(rec.Pid, rec.StartTime) {
+			continue
+		}
+		_, err := store.Update(rec.Name, func(r *Record) error {
+			if r.ID != rec.ID || r.Status != Running || alive(r.Pid, r.StartTime) {
+				return nil
+			}
+			if err := releasePorts(roots, r); err != nil {
+				return err
+			}
+			r.Status = Stopped
+			r.FinishedAt = time.Now().Format(time.RFC3339Nano)
+			return nil
+		})
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
 // releasePorts frees a stopped container's published ports (its IP stays until rm).
 func releasePorts(roots Roots, r *Record) error {
 	if r.Endpoint == nil || len(r.Endpoint.Ports) == 0 {

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -934,4 +935,31 @@ func TestNetworkRollback(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNetworkDeadContainerFreesPort: a container whose init died without its watcher
+// recording it (the watcher was SIGKILLed, taking init along) does not keep its host port
+// published: ps says it is stopped, so a new container may map the port; its address stays
+// until rm.
+func TestNetworkDeadContainerFreesPort(t *testing.T) {
+	f := newFK(t)
+	a := uniq("a")
+	rec := f.detach(a, "-p", "8080:80", "busybox", "sleep", "1000")
+	if err := syscall.Kill(num(t, rec, "watcherPid"), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "init to die with its watcher", 10*time.Second, func() bool { return procGone(num(t, rec, "pid")) })
+	f.waitStatus(a, "stopped", 10*time.Second)
+	b := uniq("b")
+	recB := f.detach(b, append([]string{"-p", "8080:80"}, hostnameServer...)...)
+	waitAnswer(t, f.netns, "127.0.0.1", 8080, b+"\n")
+	if s := f.iptablesSave("iptables-save"); strings.Contains(s, "fockker:ctr:"+rec["id"].(string)) {
+		t.Errorf("the dead container's rules are still there:\n%s", grepLines(s, rec["id"].(string)))
+	}
+	if _, err := os.Stat(f.ipamFile("fockker0", rec["ip"].(string))); err != nil {
+		t.Errorf("the dead container lost its address before rm: %v", err)
+	}
+	f.ok("rm", a)
+	f.assertDetached(rec["id"].(string), rec["ip"].(string), "fockker0")
+	f.assertAttached(recB, "fockker0", true)
 }
