@@ -7,14 +7,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/FishingRodd/fockker/container"
+	"github.com/FishingRodd/fockker/container/image"
 	"github.com/FishingRodd/fockker/network"
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v3"
+	"golang.org/x/term"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -52,6 +55,12 @@ func newApp() *cli.Command {
 			logsCommand(),
 			inspectCommand(),
 			networkCommand(),
+			imagesCommand(),
+			imageCommand(),
+			commitCommand(),
+			exportCommand(),
+			importCommand(),
+			loadCommand(),
 		},
 	}
 }
@@ -89,7 +98,8 @@ func runCommand() *cli.Command {
 			&cli.Int64Flag{Name: "pids-limit", Usage: "maximum number of processes"},
 			&cli.StringSliceFlag{Name: "e", Aliases: []string{"env"}, Usage: "set KEY=VALUE in the container (repeatable)"},
 			&cli.StringSliceFlag{Name: "env-file", Usage: "read KEY=VALUE lines from a file (repeatable)"},
-			&cli.StringFlag{Name: "w", Aliases: []string{"workdir"}, Usage: "working directory inside the container"},
+			&cli.StringFlag{Name: "w", Aliases: []string{"workdir"}, Usage: "working directory inside the container (default: the image's)"},
+			&cli.StringFlag{Name: "entrypoint", Usage: "replace the image's Entrypoint (and drop its Cmd); \"\" for none"},
 			&cli.StringFlag{Name: "hostname", Usage: "container hostname (default: the container name)"},
 			&cli.BoolFlag{Name: "rm", Usage: "remove the container when it exits"},
 			&cli.StringFlag{Name: "net", Aliases: []string{"network"}, Value: network.DefaultName,
@@ -411,6 +421,226 @@ func networkCommand() *cli.Command {
 					})
 				},
 			},
+		},
+	}
+}
+
+func imageListFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "q", Aliases: []string{"quiet"}, Usage: "print names only"},
+		&cli.StringFlag{Name: "format", Usage: "table or json"},
+	}
+}
+
+// imagesAction lists the installation's images.
+func imagesAction(ctx context.Context, cmd *cli.Command) error {
+	r, err := roots(cmd)
+	if err != nil {
+		return err
+	}
+	if cmd.NArg() > 0 {
+		return fmt.Errorf("images takes no arguments, got %q", cmd.Args().Slice())
+	}
+	format := cmd.String("format")
+	if format != "" && format != "table" && format != "json" {
+		return fmt.Errorf("--format %q: want table or json", format)
+	}
+	imgs, err := container.Images(r).List()
+	if err != nil {
+		return err
+	}
+	return printImages(os.Stdout, imgs, cmd.Bool("q"), format == "json")
+}
+
+// printImages writes NAME SIZE CREATED SOURCE, names only, or JSON.
+func printImages(w io.Writer, imgs []*image.Image, quiet, asJSON bool) error {
+	if asJSON {
+		if imgs == nil {
+			imgs = []*image.Image{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(imgs)
+	}
+	if quiet {
+		for _, i := range imgs {
+			fmt.Fprintln(w, i.Name)
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSIZE\tCREATED\tSOURCE")
+	for _, i := range imgs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", i.Name, image.HumanSize(i.Size), i.Created.Local().Format("2006-01-02 15:04:05"), i.Source)
+	}
+	return tw.Flush()
+}
+
+func imagesCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "images",
+		Usage:  "list images (also: image ls)",
+		Flags:  imageListFlags(),
+		Action: imagesAction,
+	}
+}
+
+func imageCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "image",
+		Usage: "manage images",
+		Commands: []*cli.Command{
+			{
+				Name:    "ls",
+				Aliases: []string{"list"},
+				Usage:   "list images",
+				Flags:   imageListFlags(),
+				Action:  imagesAction,
+			},
+			{
+				Name:      "rm",
+				Aliases:   []string{"remove"},
+				Usage:     "remove images (refused while a container, running or stopped, uses one)",
+				ArgsUsage: "IMAGE...",
+				Action: func(ctx context.Context, cmd *cli.Command) error {
+					return forEach(cmd, func(r container.Roots, name string) error {
+						if err := container.Images(r).Remove(name); err != nil {
+							return err
+						}
+						fmt.Printf("Image: %s, removed\n", name)
+						return nil
+					})
+				},
+			},
+		},
+	}
+}
+
+func commitCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "commit",
+		Usage: "save a container's file system as an image (IMAGE.tar under the image root)",
+		Description: "The image keeps the config (Env, Entrypoint, Cmd, WorkingDir, User) of the image the\n" +
+			"container was created from. A running container keeps running while it is saved.",
+		ArgsUsage: "CONTAINER IMAGE",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "f", Aliases: []string{"force"}, Usage: "replace an existing image of that name (never one a container uses)"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			r, err := roots(cmd)
+			if err != nil {
+				return err
+			}
+			if cmd.NArg() != 2 {
+				return errors.New("commit: usage: fockker commit [-f] CONTAINER IMAGE")
+			}
+			m, err := container.Commit(r, cmd.Args().Get(0), cmd.Args().Get(1), cmd.Bool("f"))
+			if err != nil {
+				return err
+			}
+			fmt.Printf("Image: %s, committed from container %s\n", m.Name, cmd.Args().Get(0))
+			return nil
+		},
+	}
+}
+
+func exportCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "export",
+		Usage:     "write a container's file system as a tar (what import reads)",
+		ArgsUsage: "CONTAINER",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "o", Aliases: []string{"output"}, Usage: "file to write (created atomically); default: stdout, if it is not a terminal"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			r, err := roots(cmd)
+			if err != nil {
+				return err
+			}
+			if cmd.NArg() != 1 {
+				return errors.New("export: usage: fockker export CONTAINER [-o FILE.tar]")
+			}
+			ref, out := cmd.Args().First(), cmd.String("o")
+			if out == "" || out == "-" {
+				if term.IsTerminal(int(os.Stdout.Fd())) {
+					return errors.New("export: refusing to write a tar to a terminal: use -o FILE.tar or redirect stdout")
+				}
+				return container.Export(r, ref, os.Stdout)
+			}
+			return image.WriteFile(out, func(w io.Writer) error { return container.Export(r, ref, w) })
+		},
+	}
+}
+
+func importCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "import",
+		Usage:     "make an image from a root file system tar (plain or gzip; - for stdin)",
+		ArgsUsage: "FILE.tar IMAGE",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "f", Aliases: []string{"force"}, Usage: "replace an existing image of that name (never one a container uses)"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			r, err := roots(cmd)
+			if err != nil {
+				return err
+			}
+			if cmd.NArg() != 2 {
+				return errors.New("import: usage: fockker import [-f] FILE.tar IMAGE")
+			}
+			path, name := cmd.Args().Get(0), cmd.Args().Get(1)
+			in, source := os.Stdin, "import -"
+			if path != "-" {
+				f, err := os.Open(path)
+				if err != nil {
+					return fmt.Errorf("import: %w", err)
+				}
+				defer f.Close()
+				abs, _ := filepath.Abs(path)
+				in, source = f, "import "+abs
+			}
+			if _, err := container.Images(r).Import(in, name, image.Options{Force: cmd.Bool("f"), Source: source}); err != nil {
+				return err
+			}
+			fmt.Printf("Image: %s, imported\n", name)
+			return nil
+		},
+	}
+}
+
+func loadCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "load",
+		Usage: "load images from an OCI image layout (tar or directory) or a docker save / podman save archive",
+		Description: "Layers are applied in order with whiteouts honoured and checked against the config's\n" +
+			"diff IDs; the config (Env, Entrypoint, Cmd, WorkingDir, User) is kept for run. An image is\n" +
+			"named after its repository (docker.io/library/alpine:3.19 loads as alpine) unless --name\n" +
+			"says otherwise. A failed load leaves nothing.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "i", Aliases: []string{"input"}, Usage: "the archive (or OCI layout directory) to read", Required: true},
+			&cli.StringFlag{Name: "name", Usage: "name of the image (for an archive holding one image)"},
+			&cli.BoolFlag{Name: "f", Aliases: []string{"force"}, Usage: "replace existing images of those names (never one a container uses)"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			r, err := roots(cmd)
+			if err != nil {
+				return err
+			}
+			if cmd.NArg() > 0 {
+				return fmt.Errorf("load takes no arguments, got %q (the archive goes with -i)", cmd.Args().Slice())
+			}
+			opts := image.LoadOptions{Name: cmd.String("name"), Force: cmd.Bool("f")}
+			if term.IsTerminal(int(os.Stdout.Fd())) {
+				opts.Progress = os.Stdout
+			}
+			metas, err := container.Images(r).Load(cmd.String("i"), opts)
+			if err != nil {
+				return err
+			}
+			for _, m := range metas {
+				fmt.Printf("Loaded image: %s\n", m.Name)
+			}
+			return nil
 		},
 	}
 }

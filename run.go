@@ -27,7 +27,7 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	spec, err := specFromFlags(cmd)
+	spec, err := specFromFlags(cmd, r)
 	if err != nil {
 		return err
 	}
@@ -43,9 +43,10 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 	return runAttached(r, spec)
 }
 
-// specFromFlags turns run's flags and arguments into a validated Spec. Nothing on the
-// machine is touched here: a bad input is refused before anything exists.
-func specFromFlags(cmd *cli.Command) (container.Spec, error) {
+// specFromFlags turns run's flags and arguments into a validated Spec, completed by the
+// image's config. Nothing on the machine is touched here: a bad input is refused before
+// anything exists.
+func specFromFlags(cmd *cli.Command, r container.Roots) (container.Spec, error) {
 	args := cmd.Args().Slice()
 	if len(args) == 0 {
 		return container.Spec{}, errors.New("run: an image is required: fockker run [flags] IMAGE [COMMAND [ARG...]]")
@@ -66,8 +67,32 @@ func specFromFlags(cmd *cli.Command) (container.Spec, error) {
 	if err := container.ValidateName("image", spec.Image); err != nil {
 		return spec, err
 	}
+	// The image's config fills in what the user left out, as docker does: the command is
+	// Entrypoint + (the user's arguments, else Cmd), the working directory its WorkingDir, and
+	// its Env sits under the user's -e. Its User is recorded but not applied yet (no -u).
+	img, err := container.Images(r).Config(spec.Image)
+	if err != nil {
+		return spec, err
+	}
+	entrypoint := img.Entrypoint
+	if cmd.IsSet("entrypoint") { // like docker, --entrypoint also drops the image's Cmd
+		entrypoint, img.Cmd = nil, nil
+		if e := cmd.String("entrypoint"); e != "" {
+			entrypoint = []string{e}
+		}
+	}
 	if len(spec.Args) == 0 {
-		return spec, fmt.Errorf("run: no command given for image %q", spec.Image)
+		spec.Args = img.Cmd
+	}
+	spec.Args = append(append([]string{}, entrypoint...), spec.Args...)
+	if len(spec.Args) == 0 {
+		return spec, fmt.Errorf("run: no command given for image %q, and the image has no Entrypoint or Cmd", spec.Image)
+	}
+	if spec.WorkingDir == "" && img.WorkingDir != "" {
+		if !strings.HasPrefix(img.WorkingDir, "/") {
+			return spec, fmt.Errorf("image %q: WorkingDir %q is not an absolute path", spec.Image, img.WorkingDir)
+		}
+		spec.WorkingDir = img.WorkingDir
 	}
 	if spec.Name != "" {
 		if err := container.ValidateName("container", spec.Name); err != nil {
@@ -95,7 +120,6 @@ func specFromFlags(cmd *cli.Command) (container.Spec, error) {
 		seen[v.Target] = true
 		spec.Volumes = append(spec.Volumes, v)
 	}
-	var err error
 	switch spec.Network {
 	case container.NetNone, container.NetHost:
 		if len(cmd.StringSlice("p")) > 0 {
@@ -120,7 +144,7 @@ func specFromFlags(cmd *cli.Command) (container.Spec, error) {
 	if hostname == "" {
 		hostname = spec.Name // empty without --name: Create fills in the ID
 	}
-	spec.Env = containerEnv(hostname, spec.Tty, user)
+	spec.Env = containerEnv(hostname, spec.Tty, container.MergeEnv(img.Env, user))
 	return spec, nil
 }
 
