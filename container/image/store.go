@@ -424,12 +424,17 @@ func (s *Store) stageDir(what string) (string, error) {
 	return dir, nil
 }
 
-// dirSize is the apparent size of a tree: regular files (each inode once) and symlinks.
+// dirSize is the apparent size of a tree: regular files (each inode once) and symlinks. dir
+// itself may be a symlink (an image linked into the image root).
 func dirSize(dir string) (int64, error) {
+	dir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return 0, err
+	}
 	type inode struct{ dev, ino uint64 }
 	seen := map[inode]bool{}
 	var total int64
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

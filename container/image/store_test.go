@@ -107,8 +107,10 @@ func TestImportCommitListRemove(t *testing.T) {
 	if strings.Join(names, " ") != want {
 		t.Errorf("images %v, want %s", names, want)
 	}
-	if h, _ := s.Get("handmade"); h.Size != 5 || !strings.HasPrefix(h.Source, "directory ") {
-		t.Errorf("handmade: %+v", h)
+	for _, n := range []string{"handmade", "linked"} {
+		if h, _ := s.Get(n); h.Size != 5 || !strings.HasPrefix(h.Source, "directory ") {
+			t.Errorf("%s: %+v", n, h)
+		}
 	}
 
 	// Remove: refused while a container uses it, then gone in every form.
