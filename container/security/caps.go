@@ -1,0 +1,192 @@
+package security
+
+import (
+	"fmt"
+	"math/bits"
+	"slices"
+	"strings"
+
+	"github.com/moby/sys/capability"
+	"golang.org/x/sys/unix"
+)
+
+// allCaps is the pseudo-capability of --cap-add ALL and --cap-drop ALL.
+const allCaps = "ALL"
+
+// DefaultCapabilities is docker's default capability set, in docker's order.
+func DefaultCapabilities() []string {
+	return []string{
+		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+		"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+		"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+	}
+}
+
+// capName is the canonical name of c: "CAP_" and its name in capitals.
+func capName(c capability.Cap) string { return "CAP_" + strings.ToUpper(c.String()) }
+
+// capByName returns the capability called name (canonical form).
+func capByName(name string) (capability.Cap, bool) {
+	for _, c := range capability.ListKnown() {
+		if capName(c) == name {
+			return c, true
+		}
+	}
+	return 0, false
+}
+
+// NormalizeCap returns the canonical form of a capability name as docker accepts it: any
+// case, with or without the CAP_ prefix ("net_admin", "CAP_NET_ADMIN"), or ALL.
+func NormalizeCap(name string) (string, error) {
+	n := strings.ToUpper(strings.TrimSpace(name))
+	if n == allCaps {
+		return n, nil
+	}
+	if !strings.HasPrefix(n, "CAP_") {
+		n = "CAP_" + n
+	}
+	if _, ok := capByName(n); !ok {
+		return "", fmt.Errorf("%w: unknown capability %q", ErrInvalidCapability, name)
+	}
+	return n, nil
+}
+
+// NormalizeCaps normalizes every name, dropping repeats.
+func NormalizeCaps(names []string) ([]string, error) {
+	var out []string
+	for _, name := range names {
+		n, err := NormalizeCap(name)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// SupportedCapabilities lists every capability the running kernel has, canonical names.
+func SupportedCapabilities() ([]string, error) {
+	caps, err := capability.ListSupported()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(caps))
+	for i, c := range caps {
+		out[i] = capName(c)
+	}
+	return out, nil
+}
+
+// tweakCapabilities is docker's rule for the capability list of a container: everything in
+// all for a privileged one; otherwise the defaults minus drop plus add, where --cap-add ALL
+// means all but the dropped ones and --cap-drop ALL means only the added ones (add wins).
+// add and drop must be normalized.
+func tweakCapabilities(defaults, all, add, drop []string, privileged bool) []string {
+	switch {
+	case privileged:
+		return slices.Clone(all)
+	case slices.Contains(add, allCaps):
+		return slices.DeleteFunc(slices.Clone(all), func(c string) bool { return slices.Contains(drop, c) })
+	case slices.Contains(drop, allCaps):
+		return slices.DeleteFunc(slices.Clone(add), func(c string) bool { return c == allCaps })
+	}
+	out := slices.DeleteFunc(slices.Clone(defaults), func(c string) bool { return slices.Contains(drop, c) })
+	for _, c := range add {
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// CapMask turns canonical capability names into a bit mask (bit N is capability N).
+func CapMask(names []string) (uint64, error) {
+	var m uint64
+	for _, n := range names {
+		c, ok := capByName(n)
+		if !ok {
+			return 0, fmt.Errorf("%w: unknown capability %q", ErrInvalidCapability, n)
+		}
+		m |= 1 << uint(c)
+	}
+	return m, nil
+}
+
+// capNames turns a mask back into canonical names, lowest bit first.
+func capNames(m uint64) []string {
+	var out []string
+	for m != 0 {
+		c := capability.Cap(bits.TrailingZeros64(m))
+		m &^= 1 << uint(c)
+		out = append(out, capName(c))
+	}
+	return out
+}
+
+// CapSets are the five capability sets of a process as bit masks.
+type CapSets struct {
+	Bounding    uint64 `json:"bounding"`
+	Effective   uint64 `json:"effective"`
+	Permitted   uint64 `json:"permitted"`
+	Inheritable uint64 `json:"inheritable"`
+	Ambient     uint64 `json:"ambient"`
+}
+
+// CapSetsFor is what docker gives a process running as uid with the capability mask caps:
+// root gets them bounding, effective and permitted; any other user only in the bounding set,
+// as execve would leave a non-root user without file capabilities. Inheritable and ambient
+// are always empty (docker clears them since CVE-2022-24769).
+func CapSetsFor(caps uint64, uid uint32) CapSets {
+	if uid == 0 {
+		return CapSets{Bounding: caps, Effective: caps, Permitted: caps}
+	}
+	return CapSets{Bounding: caps}
+}
+
+// ownPermitted returns the calling thread's permitted capabilities.
+func ownPermitted() (uint64, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return 0, fmt.Errorf("capget: %w", err)
+	}
+	return uint64(data[0].Permitted) | uint64(data[1].Permitted)<<32, nil
+}
+
+// dropBounding removes every capability up to last that is not in keep from the calling
+// thread's bounding set.
+func dropBounding(keep uint64, last capability.Cap) error {
+	for c := capability.Cap(0); c <= last && c < 64; c++ {
+		if keep&(1<<uint(c)) != 0 {
+			continue
+		}
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != unix.EINVAL {
+			return fmt.Errorf("drop %s from the bounding set: %w", capName(c), err)
+		}
+	}
+	return nil
+}
+
+// setCaps sets the calling thread's effective, permitted, inheritable and ambient sets.
+func setCaps(s CapSets) error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	data := [2]unix.CapUserData{
+		{Effective: uint32(s.Effective), Permitted: uint32(s.Permitted), Inheritable: uint32(s.Inheritable)},
+		{Effective: uint32(s.Effective >> 32), Permitted: uint32(s.Permitted >> 32), Inheritable: uint32(s.Inheritable >> 32)},
+	}
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capset: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+		return fmt.Errorf("clear ambient capabilities: %w", err)
+	}
+	for _, n := range capNames(s.Ambient) {
+		c, _ := capByName(n)
+		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0); err != nil {
+			return fmt.Errorf("raise ambient %s: %w", n, err)
+		}
+	}
+	return nil
+}

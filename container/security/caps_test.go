@@ -1,0 +1,154 @@
+package security
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestNormalizeCap(t *testing.T) {
+	for in, want := range map[string]string{
+		"CAP_NET_ADMIN": "CAP_NET_ADMIN", "net_admin": "CAP_NET_ADMIN", "Net_Admin": "CAP_NET_ADMIN",
+		"cap_sys_admin": "CAP_SYS_ADMIN", "all": "ALL", "ALL": "ALL", " chown ": "CAP_CHOWN",
+		"checkpoint_restore": "CAP_CHECKPOINT_RESTORE",
+	} {
+		if got, err := NormalizeCap(in); err != nil || got != want {
+			t.Errorf("NormalizeCap(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "CAP_", "CAP_ALL", "sys_admins", "cap_cap_chown", "42", "CAP_NET_ADMIN,CAP_CHOWN"} {
+		if got, err := NormalizeCap(bad); !errors.Is(err, ErrInvalidCapability) {
+			t.Errorf("NormalizeCap(%q) = %q, %v; want ErrInvalidCapability", bad, got, err)
+		}
+	}
+	got, err := NormalizeCaps([]string{"chown", "CAP_CHOWN", "kill"})
+	if err != nil || !reflect.DeepEqual(got, []string{"CAP_CHOWN", "CAP_KILL"}) {
+		t.Errorf("NormalizeCaps: %q, %v", got, err)
+	}
+}
+
+func TestDefaultMask(t *testing.T) {
+	m, err := CapMask(DefaultCapabilities())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// CapEff of a docker container, as /proc/self/status shows it.
+	if m != 0xa80425fb {
+		t.Errorf("default mask %#x, want 0xa80425fb", m)
+	}
+	if got := capNames(m); len(got) != 14 {
+		t.Errorf("capNames: %q", got)
+	}
+}
+
+func TestTweakCapabilities(t *testing.T) {
+	all := []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_ADMIN", "CAP_SYS_ADMIN"}
+	defaults := []string{"CAP_CHOWN", "CAP_KILL"}
+	for _, tc := range []struct {
+		name       string
+		add, drop  []string
+		privileged bool
+		want       []string
+	}{
+		{"defaults", nil, nil, false, defaults},
+		{"add", []string{"CAP_SYS_ADMIN"}, nil, false, []string{"CAP_CHOWN", "CAP_KILL", "CAP_SYS_ADMIN"}},
+		{"add a default again", []string{"CAP_KILL"}, nil, false, defaults},
+		{"drop", nil, []string{"CAP_CHOWN"}, false, []string{"CAP_KILL"}},
+		{"drop all", nil, []string{"ALL"}, false, []string{}},
+		{"drop all, add one", []string{"CAP_NET_ADMIN"}, []string{"ALL"}, false, []string{"CAP_NET_ADMIN"}},
+		{"add all", []string{"ALL"}, nil, false, all},
+		{"add all, drop one", []string{"ALL"}, []string{"CAP_SYS_ADMIN"}, false, []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_ADMIN"}},
+		{"add all wins over drop all", []string{"ALL"}, []string{"ALL"}, false, all},
+		{"privileged ignores drop", nil, []string{"ALL"}, true, all},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tweakCapabilities(defaults, all, tc.add, tc.drop, tc.privileged)
+			if len(got) == 0 && len(tc.want) == 0 {
+				return
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCapSetsFor(t *testing.T) {
+	if got := CapSetsFor(0xff, 0); got != (CapSets{Bounding: 0xff, Effective: 0xff, Permitted: 0xff}) {
+		t.Errorf("root: %+v", got)
+	}
+	if got := CapSetsFor(0xff, 1000); got != (CapSets{Bounding: 0xff}) {
+		t.Errorf("user: %+v", got)
+	}
+}
+
+func TestParseSecurityOpt(t *testing.T) {
+	dir := t.TempDir()
+	profile := filepath.Join(dir, "p.json")
+	if err := os.WriteFile(profile, []byte("{\n  \"defaultAction\": \"SCMP_ACT_ALLOW\"\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		opt  string
+		want Options
+	}{
+		{"no-new-privileges", Options{NoNewPrivileges: true}},
+		{"no-new-privileges=true", Options{NoNewPrivileges: true}},
+		{"no-new-privileges:true", Options{NoNewPrivileges: true}},
+		{"no-new-privileges=false", Options{}},
+		{"seccomp=unconfined", Options{Seccomp: SeccompUnconfined}},
+		{"seccomp=builtin", Options{}},
+		{"seccomp=" + profile, Options{Seccomp: `{"defaultAction":"SCMP_ACT_ALLOW"}`}},
+	} {
+		var o Options
+		if err := o.parseSecurityOpt(tc.opt, readProfile); err != nil || !reflect.DeepEqual(o, tc.want) {
+			t.Errorf("%q: %+v, %v; want %+v", tc.opt, o, err, tc.want)
+		}
+	}
+	notJSON := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(notJSON, []byte("defaultAction: SCMP_ACT_ALLOW"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", "no-new-privileges=maybe", "seccomp=", "seccomp", "apparmor=unconfined",
+		"label=disable", "nonsense=1", "seccomp=" + filepath.Join(dir, "missing.json"), "seccomp=" + notJSON} {
+		var o Options
+		if err := o.parseSecurityOpt(bad, readProfile); !errors.Is(err, ErrInvalidSecurityOpt) {
+			t.Errorf("%q: %v, want ErrInvalidSecurityOpt", bad, err)
+		}
+	}
+}
+
+func TestProcess(t *testing.T) {
+	supported := []string{}
+	for i := 0; i <= 40; i++ {
+		supported = append(supported, capNames(1<<uint(i))...)
+	}
+	held := uint64(1<<41-1) &^ (1 << 24) // everything but CAP_SYS_RESOURCE
+	p, err := Options{}.process(held, supported)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Caps != 0xa80425fb || p.Seccomp == nil || p.Privileged {
+		t.Errorf("defaults: caps %#x, seccomp %v", p.Caps, p.Seccomp != nil)
+	}
+	p, err = Options{Privileged: true, Seccomp: `{"defaultAction":"SCMP_ACT_ERRNO"}`}.process(held, supported)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Caps != held || p.Seccomp != nil {
+		t.Errorf("privileged: caps %#x, seccomp %v", p.Caps, p.Seccomp != nil)
+	}
+	if p, err = (Options{Seccomp: SeccompUnconfined, CapDrop: []string{"ALL"}}).process(held, supported); err != nil || p.Caps != 0 || p.Seccomp != nil {
+		t.Errorf("unconfined, no caps: %+v, %v", p, err)
+	}
+	_, err = Options{CapAdd: []string{"CAP_SYS_RESOURCE"}}.process(held, supported)
+	if !errors.Is(err, ErrCapabilityNotHeld) || !strings.Contains(err.Error(), "CAP_SYS_RESOURCE") {
+		t.Errorf("a capability fockker lacks: %v", err)
+	}
+	if _, err = (Options{Seccomp: `{"defaultAction":"SCMP_ACT_NOTIFY"}`}).process(held, supported); !errors.Is(err, ErrInvalidProfile) {
+		t.Errorf("bad stored profile: %v", err)
+	}
+}
