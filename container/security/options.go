@@ -71,7 +71,9 @@ func ParseFlags(f Flags) (Options, error) {
 // parseSecurityOpt applies one --security-opt: no-new-privileges[=BOOL] or
 // seccomp=unconfined|builtin|PATH ("KEY:VALUE" is accepted too, as docker still does).
 func (o *Options) parseSecurityOpt(opt string, read func(string) ([]byte, error)) error {
-	bad := func(why string) error { return fmt.Errorf("%w: --security-opt %q: %s", ErrInvalidSecurityOpt, opt, why) }
+	bad := func(why string) error {
+		return fmt.Errorf("%w: --security-opt %q: %s", ErrInvalidSecurityOpt, opt, why)
+	}
 	if opt == "no-new-privileges" {
 		o.NoNewPrivileges = true
 		return nil
