@@ -327,6 +327,13 @@ func (c *Container) Finish(code int) error {
 		r.Status = Stopped
 		r.ExitCode = &code
 		r.FinishedAt = time.Now().Format(time.RFC3339Nano)
+		if c.cg != nil && code == 128+int(unix.SIGKILL) {
+			n, err := c.cg.OOMKills()
+			if err != nil {
+				return err
+			}
+			r.OOMKilled = n > 0
+		}
 		return nil
 	})
 	if errors.Is(err, ErrNotFound) {

@@ -45,7 +45,9 @@ func TestMemoryLimitOOMKills(t *testing.T) {
 	if rec["status"] != "stopped" || num(t, rec, "exitCode") != 137 {
 		t.Errorf("record: status %v exitCode %v", rec["status"], rec["exitCode"])
 	}
-	t.Logf("record oomKilled=%v", rec["oomKilled"])
+	if rec["oomKilled"] != true {
+		t.Errorf("record oomKilled = %v, want true after the kernel OOM-killed the container", rec["oomKilled"])
+	}
 	if unified() {
 		if got := cgroupFile(t, "memory", name, "memory.max"); got != "33554432" {
 			t.Errorf("memory.max = %s", got)

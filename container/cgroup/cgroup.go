@@ -464,3 +464,30 @@ func Mode() string {
 		return "v1"
 	}
 }
+
+// OOMKills returns how many processes the kernel's OOM killer has killed in the cgroup:
+// "oom_kill" of memory.events on v2, of memory.oom_control on v1. A cgroup without a memory
+// controller reports 0.
+func (c *Cgroup) OOMKills() (uint64, error) {
+	var file string
+	if c.unified {
+		file = filepath.Join(c.paths[""], "memory.events")
+	} else if dir, ok := c.paths["memory"]; ok {
+		file = filepath.Join(dir, "memory.oom_control")
+	} else {
+		return 0, nil
+	}
+	b, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, nil
+}
