@@ -24,7 +24,7 @@ import (
 var version = "0.1.0-dev"
 
 func newApp() *cli.Command {
-	return &cli.Command{
+	app := &cli.Command{
 		Name:    "fockker",
 		Usage:   "a small container engine: overlayfs images, namespaces, cgroups, bridge networks",
 		Version: version,
@@ -62,6 +62,22 @@ func newApp() *cli.Command {
 			importCommand(),
 			loadCommand(),
 		},
+	}
+	argsNeverHelp(app.Commands)
+	return app
+}
+
+// argsNeverHelp stops the CLI library from giving every command a "help" (alias "h")
+// subcommand where it takes operands: otherwise "fockker rm h" or "fockker exec help sh"
+// printed help instead of reaching a container (or network) of that name. Commands with
+// subcommands (network, image) keep theirs; --help works everywhere.
+func argsNeverHelp(cmds []*cli.Command) {
+	for _, c := range cmds {
+		if len(c.Commands) == 0 {
+			c.HideHelpCommand = true
+			continue
+		}
+		argsNeverHelp(c.Commands)
 	}
 }
 

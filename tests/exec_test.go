@@ -447,3 +447,32 @@ func TestExecDetachedFailure(t *testing.T) {
 		})
 	}
 }
+
+// TestNamedLikeHelp: a container or network called "h" or "help" is an argument like any
+// other, not the CLI library's help subcommand: exec, logs, inspect, stop, rm and network
+// create/rm reach it.
+func TestNamedLikeHelp(t *testing.T) {
+	f := newFK(t)
+	for i, name := range []string{"h", "help"} {
+		rec := f.detach(name, "busybox", "sh", "-c", "echo out; exec sleep 1000")
+		if out := f.ok("exec", name, "hostname"); out != name+"\n" {
+			t.Errorf("exec %s hostname: %q", name, out)
+		}
+		if r := f.record(name); r["id"] != rec["id"] {
+			t.Errorf("inspect %s: %v", name, r)
+		}
+		waitFor(t, "the container's output", 10*time.Second, func() bool { return f.ok("logs", name) == "out\n" })
+		if out, want := f.ok("stop", "-t", "1", name), fmt.Sprintf("Container: %s, ID: %s, stopped\n", name, rec["id"]); out != want {
+			t.Errorf("stop %s printed %q, want %q", name, out, want)
+		}
+		if out, want := f.ok("rm", name), fmt.Sprintf("Container: %s, ID: %s, removed\n", name, rec["id"]); out != want {
+			t.Errorf("rm %s printed %q, want %q", name, out, want)
+		}
+		if out := f.ok("network", "create", "--subnet", fmt.Sprintf("10.47.%d.0/24", i), name); out != "Network: "+name+", created\n" {
+			t.Errorf("network create %s printed %q", name, out)
+		}
+		if out := f.ok("network", "rm", name); out != "Network: "+name+", removed\n" {
+			t.Errorf("network rm %s printed %q", name, out)
+		}
+	}
+}
