@@ -303,14 +303,16 @@ func TestImageCommitExportImport(t *testing.T) {
 	f := newFK(t)
 	net := []string{"--net", "none"}
 	run := func(args ...string) string { return f.ok(append(append([]string{"run"}, net...), args...)...) }
+	// Cgroups are machine-wide: names unique to this run.
+	c1, c2, live := uniq("img-c1"), uniq("img-c2"), uniq("img-live")
 
-	run("--name", "c1", "busybox", "sh", "-c", "echo changed > /etc/motd; rm /bin/vi; mkdir /app; echo one > /app/x")
-	if out := f.ok("commit", "c1", "snap"); !strings.Contains(out, "snap") {
+	run("--name", c1, "busybox", "sh", "-c", "echo changed > /etc/motd; rm /bin/vi; mkdir /app; echo one > /app/x")
+	if out := f.ok("commit", c1, "snap"); !strings.Contains(out, "snap") {
 		t.Errorf("commit printed %q", out)
 	}
 	tarPath := filepath.Join(f.image, "snap.tar")
 	before := treeSnapshot(t, tarPath)
-	if r := f.fails(125, "commit", "c1", "snap"); !strings.Contains(r.stderr, "exists") {
+	if r := f.fails(125, "commit", c1, "snap"); !strings.Contains(r.stderr, "exists") {
 		t.Errorf("commit over an image: %s", r)
 	}
 	if d := diffSnapshots(before, treeSnapshot(t, tarPath)); len(d) > 0 {
@@ -321,19 +323,19 @@ func TestImageCommitExportImport(t *testing.T) {
 	}
 
 	// -f replaces an image no container uses, and never one that is used.
-	run("--name", "c2", "snap", "sh", "-c", "echo two > /app/x")
-	f.ok("commit", "c1", "other")
-	if r := f.fails(125, "commit", "-f", "c2", "snap"); !strings.Contains(r.stderr, "c2") {
+	run("--name", c2, "snap", "sh", "-c", "echo two > /app/x")
+	f.ok("commit", c1, "other")
+	if r := f.fails(125, "commit", "-f", c2, "snap"); !strings.Contains(r.stderr, c2) {
 		t.Errorf("commit -f over an image c2 uses: %s", r)
 	}
-	f.ok("commit", "-f", "c2", "other")
+	f.ok("commit", "-f", c2, "other")
 	if got := run("--rm", "other", "cat", "/app/x"); got != "two\n" {
 		t.Errorf("replaced image: %q", got)
 	}
 
 	// export -> import: the container's file system and nothing else (no /proc contents).
 	exported := filepath.Join(t.TempDir(), "c2.tar")
-	f.ok("export", "c2", "-o", exported)
+	f.ok("export", c2, "-o", exported)
 	names := tarNames(t, exported)
 	if names["app/x"] != "two\n" || names["etc/motd"] != "changed\n" {
 		t.Errorf("export: app/x=%q etc/motd=%q", names["app/x"], names["etc/motd"])
@@ -351,21 +353,21 @@ func TestImageCommitExportImport(t *testing.T) {
 		t.Errorf("imported image: %q", got)
 	}
 	// stdout when it is not a terminal.
-	if r := f.run("export", "c2"); r.code != 0 || !bytes.Contains([]byte(r.stdout), []byte("two\n")) {
+	if r := f.run("export", c2); r.code != 0 || !bytes.Contains([]byte(r.stdout), []byte("two\n")) {
 		t.Errorf("export to stdout: exit %d, %d bytes", r.code, len(r.stdout))
 	}
 
 	// A running container: commit and export see what it wrote, and it keeps running.
-	f.ok("run", "-d", "--net", "none", "--name", "live", "busybox", "sh", "-c", "echo live > /live; exec sleep 1000")
+	f.ok("run", "-d", "--net", "none", "--name", live, "busybox", "sh", "-c", "echo live > /live; exec sleep 1000")
 	waitFor(t, "the container's write", 10*time.Second, func() bool {
-		r := f.run("exec", "live", "cat", "/live")
+		r := f.run("exec", live, "cat", "/live")
 		return r.code == 0 && r.stdout == "live\n"
 	})
-	f.ok("commit", "live", "livesnap")
+	f.ok("commit", live, "livesnap")
 	if got := run("--rm", "livesnap", "cat", "/live"); got != "live\n" {
 		t.Errorf("image of a running container: %q", got)
 	}
-	if st := f.record("live")["status"]; st != "running" {
+	if st := f.record(live)["status"]; st != "running" {
 		t.Errorf("after commit the container is %v", st)
 	}
 	if m := hostMounts(t, f.image); m != "" {
@@ -373,12 +375,12 @@ func TestImageCommitExportImport(t *testing.T) {
 	}
 
 	// image rm: refused while a container, running or stopped, uses the image.
-	for img, user := range map[string]string{"busybox": "c1", "snap": "c2"} {
+	for img, user := range map[string]string{"busybox": c1, "snap": c2} {
 		if r := f.fails(125, "image", "rm", img); !strings.Contains(r.stderr, user) {
 			t.Errorf("image rm %s: %s", img, r)
 		}
 	}
-	f.ok("rm", "c2")
+	f.ok("rm", c2)
 	f.ok("image", "rm", "snap")
 	for _, p := range []string{"snap", "snap.tar", ".meta/snap.json"} {
 		if _, err := os.Lstat(filepath.Join(f.image, p)); err == nil {
@@ -389,7 +391,7 @@ func TestImageCommitExportImport(t *testing.T) {
 		t.Errorf("second image rm: %s", r)
 	}
 	out := f.ok("image", "ls")
-	for _, want := range []string{"NAME", "SIZE", "CREATED", "SOURCE", "other", "commit c2", "imported", "import " + exported} {
+	for _, want := range []string{"NAME", "SIZE", "CREATED", "SOURCE", "other", "commit " + c2, "imported", "import " + exported} {
 		if !strings.Contains(out, want) {
 			t.Errorf("image ls lacks %q:\n%s", want, out)
 		}
