@@ -45,7 +45,7 @@ const (
 // limits (main.go does not compile if they differ).
 const (
 	configMagic      = "FKNS"
-	configVersion    = 1
+	configVersion    = 2
 	configHeaderSize = 20
 	maxConfigSize    = 1 << 20
 	maxStringLen     = 128 << 10
@@ -54,8 +54,18 @@ const (
 	maxEnv           = 4096
 	maxCgroupDirs    = 32
 	maxPid           = 1 << 22
+	maxGroups        = 65536 // NGROUPS_MAX
+	maxFilterLen     = 4096  // BPF_MAXINSNS
 
-	flagTTY = 0x01
+	flagTTY     = 0x01
+	flagNNP     = 0x02
+	flagCreds   = 0x04
+	flagCaps    = 0x08
+	flagSeccomp = 0x10
+
+	// seccompFlagsAll are the SECCOMP_FILTER_FLAG_* bits a filter may carry:
+	// LOG and SPEC_ALLOW.
+	seccompFlagsAll = unix.SECCOMP_FILTER_FLAG_LOG | unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
 
 	nsMountBit  = 0x01
 	nsUTSBit    = 0x02
@@ -118,6 +128,42 @@ type Config struct {
 	// Tty makes the command a session leader with stdin as its
 	// controlling terminal (stdin must then be a terminal, e.g. a pty slave).
 	Tty bool
+
+	// The restrictions below are applied by the command's process after it
+	// has joined the container and before execve, in runc's order: bounding
+	// set; the seccomp filter if NoNewPrivs is false (loading one needs
+	// CAP_SYS_ADMIN then); groups, gid and uid, keeping the permitted set;
+	// the other capability sets; no_new_privs and the seccomp filter if
+	// NoNewPrivs is true. A nil field leaves that part as the caller has it
+	// (which, for a caller that is root, means unrestricted).
+
+	// Creds is who the command runs as.
+	Creds *Creds
+	// Caps are the command's capability sets.
+	Caps *Caps
+	// NoNewPrivs sets no_new_privs.
+	NoNewPrivs bool
+	// Seccomp is a filter loaded into the command's process.
+	Seccomp *Seccomp
+}
+
+// Creds are a process's user, group and supplementary groups.
+type Creds struct {
+	UID, GID uint32
+	Groups   []uint32 // at most 65536; none means no supplementary groups
+}
+
+// Caps are a process's capability sets, bit N meaning capability N.
+// Effective must be within Permitted, Ambient within Permitted and
+// Inheritable; the bounding set is reduced to Bounding.
+type Caps struct {
+	Bounding, Effective, Permitted, Inheritable, Ambient uint64
+}
+
+// Seccomp is a classic BPF program for seccomp(SECCOMP_SET_MODE_FILTER).
+type Seccomp struct {
+	Flags        uint32            // SECCOMP_FILTER_FLAG_LOG, _SPEC_ALLOW
+	Instructions []unix.SockFilter // 1 to 4096
 }
 
 func invalid(format string, args ...any) error {
@@ -208,6 +254,41 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
+	return c.validateSecurity()
+}
+
+// validateSecurity checks Creds, Caps and Seccomp with the C decoder's rules.
+func (c *Config) validateSecurity() error {
+	const unset = ^uint32(0) // -1 means "unchanged" to the set*id calls
+	if cr := c.Creds; cr != nil {
+		if cr.UID == unset || cr.GID == unset {
+			return invalid("uid or gid %d is reserved", unset)
+		}
+		if len(cr.Groups) > maxGroups {
+			return invalid("%d groups exceed the limit of %d", len(cr.Groups), maxGroups)
+		}
+		for _, g := range cr.Groups {
+			if g == unset {
+				return invalid("group %d is reserved", unset)
+			}
+		}
+	}
+	if cp := c.Caps; cp != nil {
+		if cp.Effective&^cp.Permitted != 0 {
+			return invalid("effective capabilities %#x not within permitted %#x", cp.Effective, cp.Permitted)
+		}
+		if cp.Ambient&^(cp.Permitted&cp.Inheritable) != 0 {
+			return invalid("ambient capabilities %#x not within permitted and inheritable", cp.Ambient)
+		}
+	}
+	if sc := c.Seccomp; sc != nil {
+		if n := len(sc.Instructions); n == 0 || n > maxFilterLen {
+			return invalid("seccomp filter of %d instructions (want 1 to %d)", n, maxFilterLen)
+		}
+		if sc.Flags&^seccompFlagsAll != 0 {
+			return invalid("unknown seccomp flags %#x", sc.Flags)
+		}
+	}
 	return nil
 }
 
@@ -237,6 +318,18 @@ func (c *Config) encode() []byte {
 	if c.Tty {
 		flags |= flagTTY
 	}
+	if c.NoNewPrivs {
+		flags |= flagNNP
+	}
+	if c.Creds != nil {
+		flags |= flagCreds
+	}
+	if c.Caps != nil {
+		flags |= flagCaps
+	}
+	if c.Seccomp != nil {
+		flags |= flagSeccomp
+	}
 	b := make([]byte, 0, configHeaderSize+64)
 	b = append(b, configMagic...)
 	b = append(b, configVersion, flags)
@@ -247,6 +340,28 @@ func (c *Config) encode() []byte {
 	b = appendList(b, c.CgroupDirs)
 	b = appendList(b, c.Env)
 	b = appendList(b, c.Args)
+	if cr := c.Creds; cr != nil {
+		b = binary.LittleEndian.AppendUint32(b, cr.UID)
+		b = binary.LittleEndian.AppendUint32(b, cr.GID)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(cr.Groups)))
+		for _, g := range cr.Groups {
+			b = binary.LittleEndian.AppendUint32(b, g)
+		}
+	}
+	if cp := c.Caps; cp != nil {
+		for _, set := range []uint64{cp.Bounding, cp.Effective, cp.Permitted, cp.Inheritable, cp.Ambient} {
+			b = binary.LittleEndian.AppendUint64(b, set)
+		}
+	}
+	if sc := c.Seccomp; sc != nil {
+		b = binary.LittleEndian.AppendUint32(b, sc.Flags)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(sc.Instructions)))
+		for _, in := range sc.Instructions {
+			b = binary.LittleEndian.AppendUint16(b, in.Code)
+			b = append(b, in.Jt, in.Jf)
+			b = binary.LittleEndian.AppendUint32(b, in.K)
+		}
+	}
 	return b
 }
 

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // validConfig returns a config that passes Validate.
@@ -73,6 +75,23 @@ var invalidCases = []struct {
 	{"arg with NUL", func(c *Config) { c.Args = []string{"sh", "a\x00b"} }, true},
 	{"arg too long", func(c *Config) { c.Args = []string{"sh", strings.Repeat("x", maxStringLen+1)} }, true},
 	{"too many args", func(c *Config) { c.Args = make([]string, maxArgs+1); c.Args[0] = "sh" }, true},
+	{"uid -1", func(c *Config) { c.Creds = &Creds{UID: ^uint32(0)} }, true},
+	{"gid -1", func(c *Config) { c.Creds = &Creds{GID: ^uint32(0)} }, true},
+	{"group -1", func(c *Config) { c.Creds = &Creds{Groups: []uint32{0, ^uint32(0)}} }, true},
+	{"too many groups", func(c *Config) { c.Creds = &Creds{Groups: make([]uint32, maxGroups+1)} }, true},
+	{"effective not permitted", func(c *Config) { c.Caps = &Caps{Bounding: 3, Effective: 3, Permitted: 1} }, true},
+	{"ambient not inheritable", func(c *Config) { c.Caps = &Caps{Permitted: 1, Ambient: 1} }, true},
+	{"ambient not permitted", func(c *Config) { c.Caps = &Caps{Inheritable: 1, Ambient: 1} }, true},
+	{"empty seccomp filter", func(c *Config) { c.Seccomp = &Seccomp{} }, true},
+	{"seccomp filter too long", func(c *Config) {
+		c.Seccomp = &Seccomp{Instructions: make([]unix.SockFilter, maxFilterLen+1)}
+	}, true},
+	{"unknown seccomp flag", func(c *Config) { c.Seccomp = &Seccomp{Flags: 1, Instructions: allowAll()} }, true},
+}
+
+// allowAll is a seccomp filter that allows every call.
+func allowAll() []unix.SockFilter {
+	return []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW}}
 }
 
 func TestValidate(t *testing.T) {
@@ -118,6 +137,13 @@ func TestValidateAcceptsEdges(t *testing.T) {
 		"max cgroup dirs":  func(c *Config) { c.CgroupDirs = make([]string, maxCgroupDirs); fill(c.CgroupDirs, "/c") },
 		"tty":              func(c *Config) { c.Tty = true },
 		"unicode argument": func(c *Config) { c.Args = []string{"echo", "héllo wörld \"'"} },
+		"root creds":       func(c *Config) { c.Creds = &Creds{} },
+		"max groups":       func(c *Config) { c.Creds = &Creds{UID: 1, GID: 1, Groups: make([]uint32, maxGroups)} },
+		"no caps at all":   func(c *Config) { c.Caps = &Caps{} },
+		"all caps":         func(c *Config) { all := ^uint64(0); c.Caps = &Caps{all, all, all, all, all} },
+		"nnp":              func(c *Config) { c.NoNewPrivs = true },
+		"seccomp":          func(c *Config) { c.Seccomp = &Seccomp{Flags: unix.SECCOMP_FILTER_FLAG_LOG, Instructions: allowAll()} },
+		"max filter":       func(c *Config) { c.Seccomp = &Seccomp{Instructions: make([]unix.SockFilter, maxFilterLen)} },
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := validConfig()
@@ -152,7 +178,7 @@ func TestMarshalBinaryLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	var want []byte
-	want = append(want, 'F', 'K', 'N', 'S', 1, 0x01, 0x31, 0x00)
+	want = append(want, 'F', 'K', 'N', 'S', 2, 0x01, 0x31, 0x00)
 	want = append(want, 0x03, 0x02, 0x01, 0x00)
 	want = append(want, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01)
 	want = append(want, 2, 0, 0, 0, '/', 'w')
@@ -164,6 +190,26 @@ func TestMarshalBinaryLayout(t *testing.T) {
 	}
 	if binary.LittleEndian.Uint32(got[8:]) != uint32(c.Pid) {
 		t.Fatal("pid not at offset 8")
+	}
+
+	// The restriction sections follow argv, in this order, each only with its flag.
+	c.Tty = false
+	c.NoNewPrivs = true
+	c.Creds = &Creds{UID: 0x0a0b0c0d, GID: 7, Groups: []uint32{7, 0x01020304}}
+	c.Caps = &Caps{Bounding: 0x1f, Effective: 0x0102030405060708, Permitted: 0x0102030405060708, Inheritable: 2, Ambient: 0}
+	c.Seccomp = &Seccomp{Flags: unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW, Instructions: []unix.SockFilter{{Code: 0x0106, Jt: 1, Jf: 2, K: 0x7fff0000}}}
+	got, err = c.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want[5] = 0x02 | 0x04 | 0x08 | 0x10
+	want = append(want, 0x0d, 0x0c, 0x0b, 0x0a, 7, 0, 0, 0, 2, 0, 0, 0, 7, 0, 0, 0, 4, 3, 2, 1)
+	want = append(want, 0x1f, 0, 0, 0, 0, 0, 0, 0)
+	want = append(want, 8, 7, 6, 5, 4, 3, 2, 1, 8, 7, 6, 5, 4, 3, 2, 1)
+	want = append(want, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+	want = append(want, 4, 0, 0, 0, 1, 0, 0, 0, 0x06, 0x01, 1, 2, 0, 0, 0xff, 0x7f)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("encoding with restrictions\n got %v\nwant %v", got, want)
 	}
 }
 

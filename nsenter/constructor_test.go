@@ -65,6 +65,11 @@ func selfConfig(t *testing.T, markerPath string) *Config {
 		Namespaces: []string{NSMount, NSUTS, NSIPC, NSNet, NSPID},
 		Env:        []string{"PATH=/bin:/usr/bin"},
 		Args:       touchArgs(markerPath),
+		// Every restriction section, so that the decoder's tests cover them.
+		Creds:      &Creds{UID: 1000, GID: 1000, Groups: []uint32{1000, 10}},
+		Caps:       &Caps{Bounding: 0xa80425fb},
+		NoNewPrivs: true,
+		Seccomp:    &Seccomp{Instructions: allowAll()},
 	}
 }
 
@@ -134,14 +139,23 @@ func TestMalformedConfig(t *testing.T) {
 	}
 	header := configHeaderSize
 	cases := map[string][]byte{
-		"empty":            {},
-		"bad magic":        patch(0, 'F', 'K', 'N', 'X'),
-		"version 0":        patch(4, 0),
-		"version 2":        patch(4, 2),
-		"unknown flag":     patch(5, 0x02),
-		"unknown ns bit":   patch(6, 0x41),
-		"unknown ns byte2": patch(7, 0x01),
-		"cwd length huge":  patch(header, 0xff, 0xff, 0xff, 0xff),
+		"empty":        {},
+		"bad magic":    patch(0, 'F', 'K', 'N', 'X'),
+		"version 0":    patch(4, 0),
+		"version 1":    patch(4, 1),
+		"version 3":    patch(4, 3),
+		"unknown flag": patch(5, 0x20|0x1e),
+		"flag without its section": func() []byte {
+			c := selfConfig(t, m)
+			c.Seccomp = nil
+			d := c.encode()
+			d[5] |= flagSeccomp
+			return d
+		}(),
+		"section without its flag": patch(5, flagNNP|flagCaps|flagSeccomp),
+		"unknown ns bit":           patch(6, 0x41),
+		"unknown ns byte2":         patch(7, 0x01),
+		"cwd length huge":          patch(header, 0xff, 0xff, 0xff, 0xff),
 		"cwd length past end": func() []byte {
 			d := bytes.Clone(good)
 			binary.LittleEndian.PutUint32(d[header:], uint32(len(d)))

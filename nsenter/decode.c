@@ -67,6 +67,16 @@ static int get_u32(struct reader *r, uint32_t *v, const char *what)
 	return 0;
 }
 
+static int get_u64(struct reader *r, uint64_t *v, const char *what)
+{
+	uint32_t lo, hi;
+
+	if (get_u32(r, &lo, what) < 0 || get_u32(r, &hi, what) < 0)
+		return -1;
+	*v = (uint64_t)hi << 32 | lo;
+	return 0;
+}
+
 static int get_string(struct reader *r, size_t max, char **out, const char *what)
 {
 	const unsigned char *b = NULL;
@@ -136,6 +146,77 @@ static int is_clean_abs(const char *p)
 	}
 }
 
+/* (uint32_t)-1 means "unchanged" to setresuid and friends: never an id. */
+#define UNSET_ID UINT32_MAX
+
+static int get_creds(struct reader *r, struct nsenter_config *cfg)
+{
+	uint32_t n, i;
+
+	if (get_u32(r, &cfg->uid, "uid") < 0 || get_u32(r, &cfg->gid, "gid") < 0)
+		return -1;
+	if (cfg->uid == UNSET_ID || cfg->gid == UNSET_ID)
+		return fail(r, "uid or gid %u is reserved", UNSET_ID);
+	if (get_u32(r, &n, "groups") < 0)
+		return -1;
+	if (n > NSENTER_MAX_GROUPS)
+		return fail(r, "groups: %u entries exceed the limit of %d", n, NSENTER_MAX_GROUPS);
+	if ((size_t)n > r->left / 4)
+		return fail(r, "truncated at groups");
+	cfg->groups = calloc((size_t)n + 1, sizeof(uint32_t));
+	if (cfg->groups == NULL)
+		return fail(r, "groups: out of memory");
+	for (i = 0; i < n; i++) {
+		if (get_u32(r, &cfg->groups[i], "groups") < 0)
+			return -1;
+		if (cfg->groups[i] == UNSET_ID)
+			return fail(r, "group %u is reserved", UNSET_ID);
+	}
+	cfg->ngroups = n;
+	return 0;
+}
+
+static int get_caps(struct reader *r, struct nsenter_config *cfg)
+{
+	if (get_u64(r, &cfg->cap_bounding, "caps") < 0 || get_u64(r, &cfg->cap_effective, "caps") < 0 ||
+	    get_u64(r, &cfg->cap_permitted, "caps") < 0 || get_u64(r, &cfg->cap_inheritable, "caps") < 0 ||
+	    get_u64(r, &cfg->cap_ambient, "caps") < 0)
+		return -1;
+	if (cfg->cap_effective & ~cfg->cap_permitted)
+		return fail(r, "effective capabilities not within permitted");
+	if (cfg->cap_ambient & ~(cfg->cap_permitted & cfg->cap_inheritable))
+		return fail(r, "ambient capabilities not within permitted and inheritable");
+	return 0;
+}
+
+static int get_filter(struct reader *r, struct nsenter_config *cfg)
+{
+	const unsigned char *b = NULL;
+	uint32_t n, i;
+
+	if (get_u32(r, &cfg->seccomp_flags, "seccomp flags") < 0)
+		return -1;
+	if (cfg->seccomp_flags & ~NSENTER_SECCOMP_FLAGS_ALL)
+		return fail(r, "unknown seccomp flags 0x%x", cfg->seccomp_flags);
+	if (get_u32(r, &n, "seccomp filter") < 0)
+		return -1;
+	if (n == 0 || n > NSENTER_MAX_FILTER)
+		return fail(r, "seccomp filter of %u instructions (want 1 to %d)", n, NSENTER_MAX_FILTER);
+	if (get_bytes(r, (size_t)n * 8, &b, "seccomp filter") < 0)
+		return -1;
+	cfg->filter = calloc(n, sizeof(struct sock_filter));
+	if (cfg->filter == NULL)
+		return fail(r, "seccomp filter: out of memory");
+	for (i = 0; i < n; i++, b += 8) {
+		cfg->filter[i].code = (uint16_t)(b[0] | b[1] << 8);
+		cfg->filter[i].jt = b[2];
+		cfg->filter[i].jf = b[3];
+		cfg->filter[i].k = (uint32_t)b[4] | (uint32_t)b[5] << 8 | (uint32_t)b[6] << 16 | (uint32_t)b[7] << 24;
+	}
+	cfg->nfilter = n;
+	return 0;
+}
+
 int nsenter_decode(const unsigned char *buf, size_t len, struct nsenter_config *cfg, char *err,
 		   size_t errlen)
 {
@@ -195,6 +276,13 @@ int nsenter_decode(const unsigned char *buf, size_t len, struct nsenter_config *
 		return fail(&r, "no command");
 	if (cfg->args[0][0] == '\0')
 		return fail(&r, "empty command name");
+
+	if ((cfg->flags & NSENTER_FLAG_CREDS) && get_creds(&r, cfg) < 0)
+		return -1;
+	if ((cfg->flags & NSENTER_FLAG_CAPS) && get_caps(&r, cfg) < 0)
+		return -1;
+	if ((cfg->flags & NSENTER_FLAG_SECCOMP) && get_filter(&r, cfg) < 0)
+		return -1;
 
 	if (r.left != 0)
 		return fail(&r, "%zu trailing bytes", r.left);

@@ -48,6 +48,20 @@ var (
 	_ [maxPid - C.NSENTER_MAX_PID]struct{}
 	_ [C.NSENTER_FLAG_TTY - flagTTY]struct{}
 	_ [flagTTY - C.NSENTER_FLAG_TTY]struct{}
+	_ [C.NSENTER_FLAG_NNP - flagNNP]struct{}
+	_ [flagNNP - C.NSENTER_FLAG_NNP]struct{}
+	_ [C.NSENTER_FLAG_CREDS - flagCreds]struct{}
+	_ [flagCreds - C.NSENTER_FLAG_CREDS]struct{}
+	_ [C.NSENTER_FLAG_CAPS - flagCaps]struct{}
+	_ [flagCaps - C.NSENTER_FLAG_CAPS]struct{}
+	_ [C.NSENTER_FLAG_SECCOMP - flagSeccomp]struct{}
+	_ [flagSeccomp - C.NSENTER_FLAG_SECCOMP]struct{}
+	_ [C.NSENTER_SECCOMP_FLAGS_ALL - seccompFlagsAll]struct{}
+	_ [seccompFlagsAll - C.NSENTER_SECCOMP_FLAGS_ALL]struct{}
+	_ [C.NSENTER_MAX_GROUPS - maxGroups]struct{}
+	_ [maxGroups - C.NSENTER_MAX_GROUPS]struct{}
+	_ [C.NSENTER_MAX_FILTER - maxFilterLen]struct{}
+	_ [maxFilterLen - C.NSENTER_MAX_FILTER]struct{}
 	_ [C.NSENTER_NS_MNT - nsMountBit]struct{}
 	_ [nsMountBit - C.NSENTER_NS_MNT]struct{}
 	_ [C.NSENTER_NS_UTS - nsUTSBit]struct{}

@@ -20,7 +20,8 @@
  *      root (pivot_root'ed or chroot'ed containers both end up right);
  *   6. fork: joining a PID namespace only applies to children. The child
  *      chdirs, makes stdin its controlling tty if asked, keeps only fds 0-2,
- *      and execve()s argv with the configured environment, searching PATH
+ *      takes on the container's restrictions (see drop_privileges()), and
+ *      execve()s argv with the configured environment, searching PATH
  *      from that environment. It never uses a shell.
  *   7. the parent stays a small C process (the Go runtime never starts),
  *      forwards signals and exits with the child's status.
@@ -37,6 +38,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -56,6 +59,12 @@
 #include <unistd.h>
 
 #include "nsenter.h"
+
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
 
 #ifndef CGROUP_SUPER_MAGIC
 #define CGROUP_SUPER_MAGIC 0x27e0eb
@@ -384,6 +393,84 @@ __attribute__((noreturn)) static void exec_command(const struct nsenter_config *
 	fatal(NSENTER_EXIT_NOT_FOUND, "%s: executable file not found in $PATH", file);
 }
 
+static void load_filter(const struct nsenter_config *cfg)
+{
+	struct sock_fprog prog = {.len = (unsigned short)cfg->nfilter, .filter = cfg->filter};
+
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, cfg->seccomp_flags, &prog) < 0)
+		fatal_errno("load the seccomp filter");
+}
+
+static void set_caps(const struct nsenter_config *cfg)
+{
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+	struct __user_cap_data_struct data[2];
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		data[i].effective = (uint32_t)(cfg->cap_effective >> (32 * i));
+		data[i].permitted = (uint32_t)(cfg->cap_permitted >> (32 * i));
+		data[i].inheritable = (uint32_t)(cfg->cap_inheritable >> (32 * i));
+	}
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		fatal_errno("capset");
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 &&
+	    !(errno == EINVAL && cfg->cap_ambient == 0))
+		fatal_errno("clear the ambient capabilities");
+	for (i = 0; i < 64; i++)
+		if ((cfg->cap_ambient >> i) & 1)
+			if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, i, 0, 0) < 0)
+				fatal_errno("raise ambient capability %d", i);
+}
+
+/*
+ * drop_privileges takes on the container's restrictions, in runc's order:
+ *   1. reduce the bounding set (needs CAP_SETPCAP, still held);
+ *   2. without no_new_privs, load the seccomp filter now: that needs
+ *      CAP_SYS_ADMIN, which step 4 may drop. The filter must then allow the
+ *      calls below, as docker's default profile does;
+ *   3. set groups, gid and uid (raw syscalls: this process has one thread),
+ *      keeping the permitted set across the uid change (PR_SET_KEEPCAPS);
+ *   4. set the effective, permitted, inheritable and ambient sets;
+ *   5. set no_new_privs and, with it, load the filter as the very last step.
+ */
+static void drop_privileges(const struct nsenter_config *cfg)
+{
+	int caps = (cfg->flags & NSENTER_FLAG_CAPS) != 0;
+	int nnp = (cfg->flags & NSENTER_FLAG_NNP) != 0;
+	int filter = (cfg->flags & NSENTER_FLAG_SECCOMP) != 0;
+	int c;
+
+	if (caps)
+		for (c = 0; c < 64; c++) {
+			if ((cfg->cap_bounding >> c) & 1)
+				continue;
+			/* EINVAL: the kernel has no capability c (beyond cap_last_cap). */
+			if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+				fatal_errno("drop capability %d from the bounding set", c);
+		}
+	if (filter && !nnp)
+		load_filter(cfg);
+	if (cfg->flags & NSENTER_FLAG_CREDS) {
+		if (caps && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+			fatal_errno("prctl(PR_SET_KEEPCAPS)");
+		if (syscall(SYS_setgroups, cfg->ngroups, cfg->groups) < 0)
+			fatal_errno("setgroups");
+		if (syscall(SYS_setresgid, cfg->gid, cfg->gid, cfg->gid) < 0)
+			fatal_errno("setresgid %u", cfg->gid);
+		if (syscall(SYS_setresuid, cfg->uid, cfg->uid, cfg->uid) < 0)
+			fatal_errno("setresuid %u", cfg->uid);
+		if (caps && prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+			fatal_errno("prctl(PR_SET_KEEPCAPS)");
+	}
+	if (caps)
+		set_caps(cfg);
+	if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		fatal_errno("prctl(PR_SET_NO_NEW_PRIVS)");
+	if (filter && nnp)
+		load_filter(cfg);
+}
+
 __attribute__((noreturn)) static void child(const struct nsenter_config *cfg, const sigset_t *mask)
 {
 	const char *cwd = cfg->cwd[0] != '\0' ? cfg->cwd : "/";
@@ -399,6 +486,7 @@ __attribute__((noreturn)) static void child(const struct nsenter_config *cfg, co
 	if (chdir(cwd) < 0)
 		fatal_errno("chdir to %s", cwd);
 	close_extra_fds();
+	drop_privileges(cfg);
 	exec_command(cfg);
 }
 

@@ -20,17 +20,30 @@
  *                cgroup dirs  list
  *                env          list
  *                argv         list
+ *                creds        only with NSENTER_FLAG_CREDS:
+ *                               u32 uid, u32 gid (neither 0xffffffff),
+ *                               u32 count <= NSENTER_MAX_GROUPS, count u32 gids
+ *                caps         only with NSENTER_FLAG_CAPS: u64 bounding,
+ *                               effective, permitted, inheritable, ambient
+ *                               (effective within permitted, ambient within
+ *                               permitted and inheritable)
+ *                seccomp      only with NSENTER_FLAG_SECCOMP: u32 flags
+ *                               (within NSENTER_SECCOMP_FLAGS_ALL), u32 count
+ *                               1..NSENTER_MAX_FILTER, count struct sock_filter
+ *                               as u16 code, u8 jt, u8 jf, u32 k
  *
  *   string = u32 length, then that many bytes (no NUL inside, no terminator)
  *   list   = u32 count, then count strings
  *
- * The whole message ends exactly after argv; trailing bytes are an error.
+ * The whole message ends exactly after the last section; trailing bytes are
+ * an error.
  */
 #ifndef FOCKKER_NSENTER_H
 #define FOCKKER_NSENTER_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <linux/filter.h>
 
 #define NSENTER_ENV "_FOCKKER_NSENTER_FD"
 
@@ -40,7 +53,7 @@
 #define NSENTER_EXIT_NOT_FOUND 127  /* command not found */
 
 #define NSENTER_MAGIC "FKNS"
-#define NSENTER_VERSION 1
+#define NSENTER_VERSION 2
 #define NSENTER_HEADER_SIZE 20
 
 #define NSENTER_MAX_CONFIG (1 << 20) /* whole message, bytes */
@@ -51,9 +64,18 @@
 #define NSENTER_MAX_CGROUPS 32
 #define NSENTER_MAX_PID (1 << 22) /* PID_MAX_LIMIT on 64-bit */
 #define NSENTER_MAX_FD ((1 << 20) - 1)
+#define NSENTER_MAX_GROUPS 65536 /* NGROUPS_MAX */
+#define NSENTER_MAX_FILTER 4096  /* BPF_MAXINSNS */
 
-#define NSENTER_FLAG_TTY 0x01u
-#define NSENTER_FLAGS_ALL 0x01u
+#define NSENTER_FLAG_TTY 0x01u     /* stdin becomes the controlling terminal */
+#define NSENTER_FLAG_NNP 0x02u     /* set no_new_privs */
+#define NSENTER_FLAG_CREDS 0x04u   /* creds section present: change user */
+#define NSENTER_FLAG_CAPS 0x08u    /* caps section present: set capabilities */
+#define NSENTER_FLAG_SECCOMP 0x10u /* seccomp section present: load a filter */
+#define NSENTER_FLAGS_ALL 0x1fu
+
+/* SECCOMP_FILTER_FLAG_LOG | SECCOMP_FILTER_FLAG_SPEC_ALLOW */
+#define NSENTER_SECCOMP_FLAGS_ALL 0x6u
 
 #define NSENTER_NS_MNT 0x01u
 #define NSENTER_NS_UTS 0x02u
@@ -75,6 +97,16 @@ struct nsenter_config {
 	size_t nenv;
 	char **args;     /* nargs >= 1 entries, NULL-terminated, for execve */
 	size_t nargs;
+	/* NSENTER_FLAG_CREDS */
+	uint32_t uid, gid;
+	uint32_t *groups; /* ngroups entries */
+	size_t ngroups;
+	/* NSENTER_FLAG_CAPS */
+	uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+	/* NSENTER_FLAG_SECCOMP */
+	uint32_t seccomp_flags;
+	struct sock_filter *filter; /* nfilter entries */
+	size_t nfilter;
 };
 
 /* nsenter_parse_fd returns the fd number in s, or -1 unless s is a plain

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -718,4 +719,130 @@ func TestNoMountsLeft(t *testing.T) {
 	if len(found) > 0 {
 		t.Fatalf("mounts left on the host: %q", found)
 	}
+}
+
+// denyMkdir is a seccomp filter that fails mkdir and mkdirat with EACCES and
+// allows everything else (enough for a test; it does not check the arch).
+func denyMkdir() []unix.SockFilter {
+	nrs := []uint32{unix.SYS_MKDIRAT}
+	if runtime.GOARCH == "amd64" {
+		nrs = append(nrs, 83) // mkdir
+	}
+	return denyCalls(unix.EACCES, nrs...)
+}
+
+// denyCalls fails the given syscall numbers with errno and allows the rest.
+func denyCalls(errno unix.Errno, nrs ...uint32) []unix.SockFilter {
+	f := []unix.SockFilter{{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}}
+	for _, nr := range nrs {
+		// if nr matches, fall through to the return of errno, else skip it
+		f = append(f,
+			unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: nr},
+			unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(errno)})
+	}
+	return append(f, unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW})
+}
+
+// statusOf parses /proc/PID/status output into its fields.
+func statusOf(out string) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			m[k] = strings.Join(strings.Fields(v), " ")
+		}
+	}
+	return m
+}
+
+// TestRestrictions: the command runs with the configured user, groups,
+// capabilities, no_new_privs and seccomp filter, as the kernel reports them.
+func TestRestrictions(t *testing.T) {
+	tg := startTarget(t, targetOpts{})
+	// World-writable, and not under t.TempDir() (private to root), so that a
+	// user could create the directory below unless the filter stops it.
+	dir, err := os.MkdirTemp("", "fockker-nsenter-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	probe := fmt.Sprintf(`/bin/busybox cat /proc/self/status; /bin/busybox mkdir %s/sub 2>&1; echo mkdir=$?`, dir)
+	const defaultCaps = 0xa80425fb
+	check := func(t *testing.T, out string, want map[string]string) {
+		t.Helper()
+		st := statusOf(out)
+		for k, v := range want {
+			if st[k] != v {
+				t.Errorf("%s: %q, want %q", k, st[k], v)
+			}
+		}
+	}
+
+	t.Run("user with no_new_privs", func(t *testing.T) {
+		c := tg.config(busybox, "sh", "-c", probe)
+		c.Creds = &Creds{UID: 1000, GID: 1001, Groups: []uint32{1001, 10}}
+		c.Caps = &Caps{Bounding: defaultCaps}
+		c.NoNewPrivs = true
+		c.Seccomp = &Seccomp{Instructions: denyMkdir()}
+		out := expectOK(t, runConfig(t, c))
+		check(t, out, map[string]string{
+			"Uid": "1000 1000 1000 1000", "Gid": "1001 1001 1001 1001", "Groups": "10 1001",
+			"CapBnd": "00000000a80425fb", "CapEff": "0000000000000000", "CapPrm": "0000000000000000",
+			"CapInh": "0000000000000000", "CapAmb": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2",
+		})
+		if !strings.Contains(out, "Permission denied") || !strings.Contains(out, "mkdir=1") {
+			t.Errorf("mkdir was not refused by the filter: %q", out)
+		}
+	})
+
+	t.Run("root keeps its capabilities, filter without no_new_privs", func(t *testing.T) {
+		c := tg.config(busybox, "sh", "-c", probe)
+		c.Creds = &Creds{}
+		c.Caps = &Caps{Bounding: defaultCaps, Effective: defaultCaps, Permitted: defaultCaps}
+		c.Seccomp = &Seccomp{Instructions: denyMkdir()}
+		out := expectOK(t, runConfig(t, c))
+		check(t, out, map[string]string{
+			"Uid": "0 0 0 0", "Groups": "", "CapBnd": "00000000a80425fb", "CapEff": "00000000a80425fb",
+			"CapPrm": "00000000a80425fb", "NoNewPrivs": "0", "Seccomp": "2",
+		})
+		if !strings.Contains(out, "mkdir=1") {
+			t.Errorf("mkdir was not refused by the filter: %q", out)
+		}
+	})
+
+	t.Run("ambient capabilities survive the user change", func(t *testing.T) {
+		c := tg.config(busybox, "cat", "/proc/self/status")
+		const netBind = 1 << unix.CAP_NET_BIND_SERVICE
+		c.Creds = &Creds{UID: 1000, GID: 1000}
+		c.Caps = &Caps{Bounding: defaultCaps, Effective: netBind, Permitted: netBind, Inheritable: netBind, Ambient: netBind}
+		check(t, expectOK(t, runConfig(t, c)), map[string]string{
+			"Uid": "1000 1000 1000 1000", "CapAmb": "0000000000000400", "CapEff": "0000000000000400",
+		})
+	})
+
+	t.Run("without restrictions the command keeps ours", func(t *testing.T) {
+		own := statusOf(readFile(t, "/proc/self/status"))
+		out := expectOK(t, runConfig(t, tg.config(busybox, "cat", "/proc/self/status")))
+		check(t, out, map[string]string{"CapEff": own["CapEff"], "CapBnd": own["CapBnd"], "Seccomp": "0", "Uid": "0 0 0 0"})
+	})
+
+	t.Run("a filter that refuses the user change stops the command", func(t *testing.T) {
+		m := filepath.Join(dir, "MARKER")
+		c := tg.config(touchArgs(m)...)
+		c.Creds = &Creds{UID: 1000, GID: 1000}
+		c.Caps = &Caps{Bounding: defaultCaps}
+		c.Seccomp = &Seccomp{Instructions: denyCalls(unix.EPERM, unix.SYS_SETRESUID)}
+		expectSetupFailure(t, runConfig(t, c), "setresuid 1000: Operation not permitted", m)
+	})
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
