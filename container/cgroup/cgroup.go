@@ -27,6 +27,9 @@ import (
 	"time"
 
 	"github.com/opencontainers/cgroups"
+	// Registers the device rule writers: the devices controller on v1, an
+	// eBPF program on v2. Without it the managers cannot apply device rules.
+	_ "github.com/opencontainers/cgroups/devices"
 	"github.com/opencontainers/cgroups/manager"
 	"golang.org/x/sys/unix"
 )
@@ -34,12 +37,6 @@ import (
 const (
 	// DefaultParent is the parent used when New or Load get "".
 	DefaultParent = "fockker"
-
-	// skipDevices: device rules come with a later change (the devices
-	// controller on v1; on v2 an eBPF program, which needs the
-	// github.com/opencontainers/cgroups/devices package imported). Until
-	// then no devices cgroup is created or required.
-	skipDevices = true
 
 	// createAttempts bounds the retries of Create when a concurrent Destroy
 	// removes the shared parent directory under it.
@@ -113,24 +110,18 @@ func newCgroup(parent, name string, l Limits) (*Cgroup, error) {
 		destroyWait: defaultDestroyWait,
 	}
 	// The limits are not part of the manager's config: Create applies them
-	// one by one with Set, so that a failure names the limit.
+	// one by one with Set, so that a failure names the limit. Devices are
+	// not skipped, so the v1 manager creates (and Add joins) the devices
+	// cgroup too.
 	config := &cgroups.Cgroup{
 		Path:      "/" + parent + "/" + name,
-		Resources: &cgroups.Resources{SkipDevices: skipDevices},
+		Resources: &cgroups.Resources{},
 	}
 	mgr, err := manager.New(config)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup %s: %w", c, err)
 	}
 	c.paths = maps.Clone(mgr.GetPaths())
-	if !c.unified && skipDevices {
-		// The v1 manager knows the devices path but with SkipDevices does
-		// not create it; drop it so Add and Destroy do not expect it.
-		delete(c.paths, "devices")
-		if mgr, err = manager.NewWithPaths(config, maps.Clone(c.paths)); err != nil {
-			return nil, fmt.Errorf("cgroup %s: %w", c, err)
-		}
-	}
 	if len(c.paths) == 0 {
 		return nil, fmt.Errorf("cgroup %s: %w: no cgroup hierarchy is mounted", c, ErrControllerUnavailable)
 	}
@@ -216,6 +207,11 @@ func (c *Cgroup) Create() (retErr error) {
 			return fmt.Errorf("cgroup %s: cannot apply %s (%s controller): %w", c, s.limit, s.controller, err)
 		}
 	}
+	// Device rules last: on v1 the devices controller, on v2 an eBPF
+	// program attached to the cgroup (no controller to enable).
+	if err := c.mgr.Set(&cgroups.Resources{Devices: c.limits.deviceRules()}); err != nil {
+		return fmt.Errorf("cgroup %s: cannot apply the device rules: %w", c, err)
+	}
 	return nil
 }
 
@@ -233,6 +229,8 @@ func (c *Cgroup) precheck(ss []setting) error {
 		}
 	} else if err := checkV1Mounted(c.paths, ss); err != nil {
 		return err
+	} else if _, ok := c.paths["devices"]; !ok {
+		return fmt.Errorf("cannot apply the device rules: %w: \"devices\" is not mounted", ErrControllerUnavailable)
 	}
 	if c.limits.Cpuset != "" {
 		online, err := os.ReadFile(cpuOnlineFile)

@@ -108,10 +108,41 @@ func TestPrecheckV1MissingController(t *testing.T) {
 	}
 }
 
+func TestPrecheckV1NoDevices(t *testing.T) {
+	c, _ := fakeCgroup(t, "memory", "cpu", "pids")
+	err := c.Create()
+	if !errors.Is(err, ErrControllerUnavailable) || !strings.Contains(err.Error(), `"devices"`) {
+		t.Fatalf("Create without a devices hierarchy: %v", err)
+	}
+	if c.Exists() {
+		t.Fatal("Create created something before failing its check")
+	}
+}
+
+func TestDeviceRules(t *testing.T) {
+	var got []string
+	for _, r := range (Limits{}).deviceRules() {
+		got = append(got, r.CgroupString())
+	}
+	want := "c *:* m|b *:* m|c 1:3 rwm|c 1:5 rwm|c 1:7 rwm|c 1:8 rwm|c 1:9 rwm|c 5:0 rwm|c 5:1 rwm|c 5:2 rwm|c 136:* rwm"
+	if strings.Join(got, "|") != want {
+		t.Errorf("default rules %q,\nwant %q", strings.Join(got, "|"), want)
+	}
+	all := (Limits{AllDevices: true}).deviceRules()
+	if len(all) != 1 || all[0].CgroupString() != "a *:* rwm" || !all[0].Allow {
+		t.Errorf("all devices: %+v", all)
+	}
+	for _, s := range (Limits{Memory: 64 << 20, PidsLimit: 3}).settings(false, false) {
+		if !s.res.SkipDevices {
+			t.Errorf("%s: a limit's Set would replace the device rules", s.limit)
+		}
+	}
+}
+
 func TestCreateRefusesExisting(t *testing.T) {
 	// Present in one hierarchy only (e.g. another install's leftover or
 	// a concurrent owner): refused, and left exactly as it was.
-	c, _ := fakeCgroup(t, "memory", "cpu", "pids")
+	c, _ := fakeCgroup(t, "memory", "cpu", "pids", "devices")
 	mkdirs(t, c.paths["pids"])
 	marker := filepath.Join(c.paths["pids"], "owned-by-someone")
 	if err := os.WriteFile(marker, nil, 0o644); err != nil {

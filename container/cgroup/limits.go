@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/opencontainers/cgroups"
+	devices "github.com/opencontainers/cgroups/devices/config"
 )
 
 const (
@@ -37,6 +38,33 @@ type Limits struct {
 	CPUShares uint64 // --cpushare (v1 cpu.shares; converted to cpu.weight on v2)
 	Cpuset    string // --cpuset, e.g. "0-1" or "0,1"
 	PidsLimit int64  // --pids-limit
+	// AllDevices allows every device (--privileged). Otherwise only runc's
+	// default set may be read or written, while any device node may be
+	// created (mknod) but not used.
+	AllDevices bool
+}
+
+// deviceRules is the allow list of the container's devices cgroup.
+func (l Limits) deviceRules() []*devices.Rule {
+	if l.AllDevices {
+		return []*devices.Rule{{Type: devices.WildcardDevice, Major: devices.Wildcard, Minor: devices.Wildcard, Permissions: "rwm", Allow: true}}
+	}
+	rule := func(t devices.Type, major, minor int64, perms devices.Permissions) *devices.Rule {
+		return &devices.Rule{Type: t, Major: major, Minor: minor, Permissions: perms, Allow: true}
+	}
+	return []*devices.Rule{
+		rule(devices.CharDevice, devices.Wildcard, devices.Wildcard, "m"),
+		rule(devices.BlockDevice, devices.Wildcard, devices.Wildcard, "m"),
+		rule(devices.CharDevice, 1, 3, "rwm"),                  // /dev/null
+		rule(devices.CharDevice, 1, 5, "rwm"),                  // /dev/zero
+		rule(devices.CharDevice, 1, 7, "rwm"),                  // /dev/full
+		rule(devices.CharDevice, 1, 8, "rwm"),                  // /dev/random
+		rule(devices.CharDevice, 1, 9, "rwm"),                  // /dev/urandom
+		rule(devices.CharDevice, 5, 0, "rwm"),                  // /dev/tty
+		rule(devices.CharDevice, 5, 1, "rwm"),                  // /dev/console
+		rule(devices.CharDevice, 5, 2, "rwm"),                  // /dev/ptmx
+		rule(devices.CharDevice, 136, devices.Wildcard, "rwm"), // /dev/pts/*
+	}
 }
 
 // Validate checks every set limit for range and syntax. It does not look at
@@ -274,7 +302,18 @@ type setting struct {
 // accounting memory.memsw.limit_in_bytes is set equal to the memory limit;
 // on v2 memory.swap.max is set to 0 (skipped by the library when swap is
 // off). Exceeding -m therefore OOM-kills instead of swapping.
+//
+// Every setting skips devices: a Set without device rules would otherwise
+// replace them with "nothing allowed". Create applies the rules separately.
 func (l Limits) settings(unified, memsw bool) []setting {
+	out := l.limitSettings(unified, memsw)
+	for _, s := range out {
+		s.res.SkipDevices = true
+	}
+	return out
+}
+
+func (l Limits) limitSettings(unified, memsw bool) []setting {
 	var out []setting
 	if l.Memory > 0 {
 		r := &cgroups.Resources{Memory: l.Memory}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,10 +96,6 @@ func parentDirs(t *testing.T, parent string) []string {
 	for _, p := range c.Paths() {
 		out = append(out, filepath.Dir(p))
 	}
-	// Also the devices hierarchy, which we must not touch.
-	if Mode() != "v2" {
-		out = append(out, filepath.Join("/sys/fs/cgroup/devices", parent))
-	}
 	return out
 }
 
@@ -149,11 +146,16 @@ func TestRealCreateLimitsAddDestroy(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = c.Destroy() })
 	paths := c.Paths()
-	if _, ok := paths["devices"]; ok {
-		t.Error("devices cgroup joined although device rules are not implemented yet")
-	}
-	if exists(filepath.Join("/sys/fs/cgroup/devices", parent)) {
-		t.Error("devices hierarchy touched")
+	if Mode() != "v2" {
+		// The devices cgroup holds runc's default allow list.
+		got := strings.Split(readTrim(t, paths["devices"], "devices.list"), "\n")
+		sort.Strings(got)
+		want := []string{"b *:* m", "c *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
+			"c 136:* rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm"}
+		sort.Strings(want)
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("devices.list:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
 	}
 
 	if Mode() == "v2" {
@@ -232,6 +234,81 @@ func TestRealCreateLimitsAddDestroy(t *testing.T) {
 	assertGone(t, c, true)
 	if err := c.Destroy(); err != nil {
 		t.Fatalf("second Destroy: %v", err)
+	}
+}
+
+// probeDevices starts a shell, moves it into c, and reports which of
+// /dev/null and /dev/kmsg (c 1:11, not in the default set) it may open.
+func probeDevices(t *testing.T, c *Cgroup) string {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", `read x
+for d in /dev/null /dev/kmsg; do
+	if (exec 3<$d) 2>/dev/null; then echo "$d open"; else echo "$d denied"; fi
+done`)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	if err := c.Add(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	in.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	return strings.TrimSpace(out.String())
+}
+
+// TestRealDevices asks the kernel: in a default cgroup only the default
+// devices open, with AllDevices every device does.
+func TestRealDevices(t *testing.T) {
+	needRoot(t)
+	if _, err := os.Stat("/dev/kmsg"); err != nil {
+		t.Skipf("needs /dev/kmsg: %v", err)
+	}
+	if f, err := os.Open("/dev/kmsg"); err != nil {
+		t.Skipf("/dev/kmsg cannot be opened even here: %v", err)
+	} else {
+		f.Close()
+	}
+	parent := testParent(t)
+	for _, tc := range []struct {
+		name string
+		l    Limits
+		want string
+	}{
+		{"default", Limits{}, "/dev/null open\n/dev/kmsg denied"},
+		{"all", Limits{AllDevices: true}, "/dev/null open\n/dev/kmsg open"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := New(parent, tc.name, tc.l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Create(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := c.Destroy(); err != nil {
+					t.Error(err)
+				}
+			}()
+			if got := probeDevices(t, c); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
 
@@ -762,6 +839,11 @@ func TestRealV2Inner(t *testing.T) {
 		t.Fatal(err)
 	} else if err := again.Create(); !errors.Is(err, ErrExist) {
 		t.Errorf("second Create: %v, want ErrExist", err)
+	}
+
+	// The device rules are an eBPF program attached to the cgroup.
+	if got, want := probeDevices(t, c), "/dev/null open\n/dev/kmsg denied"; got != want {
+		t.Errorf("devices on v2: %q, want %q", got, want)
 	}
 
 	cmd := startSleep(t)
