@@ -440,7 +440,12 @@ func execAction(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer a.close()
-	proc.Stdin, proc.Stdout, proc.Stderr = a.stdio.Stdin, a.stdio.Stdout, a.stdio.Stderr
+	// A nil *os.File stored in the io.Reader would not be nil to os/exec: the command would
+	// get a closed fd 0 (which its first socket or file then takes) instead of /dev/null.
+	if a.stdio.Stdin != nil {
+		proc.Stdin = a.stdio.Stdin
+	}
+	proc.Stdout, proc.Stderr = a.stdio.Stdout, a.stdio.Stderr
 	sigs := notifySignals()
 	defer signal.Stop(sigs)
 	if err := proc.Start(); err != nil {

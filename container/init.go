@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -113,8 +115,36 @@ func RunInit() int {
 	if err != nil {
 		return report(code, err)
 	}
+	if err := closeExtraFds(); err != nil {
+		return report(initFailureCode, err)
+	}
 	err = unix.Exec(path, cfg.Args, cfg.Env)
 	return report(execExitCode(err), fmt.Errorf("exec %q: %w", cfg.Args[0], err))
+}
+
+// closeExtraFds marks every descriptor above stderr close-on-exec, so that the user's
+// command inherits only its stdio. Whatever started fockker may have left descriptors open
+// without close-on-exec, and they came all the way down here: a directory of the host's
+// would let the container walk out of its root through /proc/self/fd.
+func closeExtraFds() error {
+	err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) {
+		return os.NewSyscallError("close_range", err)
+	}
+	// Before Linux 5.11: one by one. The container's /proc is mounted by now.
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("list open descriptors: %w", err)
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
+	return nil
 }
 
 // waitStart reads the creator's start byte. The config decoder may or may not have read the

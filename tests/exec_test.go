@@ -476,3 +476,84 @@ func TestNamedLikeHelp(t *testing.T) {
 		}
 	}
 }
+
+// fdsOf lists the open descriptors of a process, with what they point to, as the host sees
+// them.
+func fdsOf(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, e := range ents {
+		m[e.Name()], _ = os.Readlink(filepath.Join(dir, e.Name()))
+	}
+	return m
+}
+
+// TestStdioAndNoHostFds: a command run by exec without -i has an empty stdin (/dev/null), not
+// a closed fd 0 that its first socket or file would take over; and neither a container's
+// process nor an exec'd one inherits any other descriptor of the fockker command's caller
+// (here a host directory and a host file, open without close-on-exec).
+func TestStdioAndNoHostFds(t *testing.T) {
+	f := newFK(t)
+	name := uniq("fds")
+	web := uniq("web")
+	ip := f.detach(web, hostnameServer...)["ip"].(string)
+	f.detach(name, "busybox", "sleep", "1000")
+
+	if r := f.run("exec", name, "cat"); r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Errorf("exec cat without -i: want empty stdin, got %s", r)
+	}
+	if r := f.run("exec", name, "sh", "-c", `read x; echo "read=$?"; [ -c /proc/self/fd/0 ] && echo fd0-chardev`); r.stdout != "read=1\nfd0-chardev\n" {
+		t.Errorf("stdin of exec without -i: %s", r)
+	}
+	// With fd 0 closed, nc's socket became its "stdin" and the answer went back to the server.
+	waitAnswer(t, f.netns, ip, 80, web+"\n")
+	if r := f.run("exec", name, "nc", ip, "80"); r.stdout != web+"\n" {
+		t.Errorf("exec nc: want %q, got %s", web+"\n", r)
+	}
+
+	hostDir, err := os.Open("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostDir.Close()
+	hostFile, err := os.Open("/etc/passwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostFile.Close()
+	start := func(args ...string) {
+		t.Helper()
+		cmd := f.nsCommand(args...)
+		// Inheritable fds 20 and 21: above the fds fockker passes to its own children, which
+		// would replace (and hide) low ones.
+		cmd.ExtraFiles = append(make([]*os.File, 17), hostDir, hostFile)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%q: %v: %s", args, err, out)
+		}
+	}
+	check := func(what string, pid int) {
+		t.Helper()
+		fds := fdsOf(t, pid)
+		for fd, target := range fds {
+			if fd != "0" && fd != "1" && fd != "2" {
+				t.Errorf("%s has fd %s -> %s from the host", what, fd, target)
+			}
+		}
+	}
+	leaky := uniq("leaky")
+	start("run", "-d", "--name", leaky, "busybox", "sleep", "1000")
+	rec := f.record(leaky)
+	check("container init (run -d)", num(t, rec, "pid"))
+	start("exec", "-d", leaky, "sleep", "778")
+	var pid int
+	waitFor(t, "the exec'd sleep", 10*time.Second, func() bool {
+		pid = findInContainer(num(t, rec, "pid"), "sleep", "778")
+		return pid != 0
+	})
+	check("exec -d process", pid)
+}
