@@ -121,6 +121,12 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "net", Aliases: []string{"network"}, Value: network.DefaultName,
 				Usage: "network to join: a fockker network, none (only lo) or host (the host's)"},
 			&cli.StringSliceFlag{Name: "p", Aliases: []string{"publish"}, Usage: "publish HOST:CONTAINER[/tcp|/udp] (repeatable)"},
+			&cli.StringFlag{Name: "u", Aliases: []string{"user"}, Usage: "run as USER[:GROUP] (names from the container's /etc/passwd and /etc/group, or ids)"},
+			&cli.StringSliceFlag{Name: "cap-add", Usage: "add a capability, e.g. NET_ADMIN, or ALL (repeatable)"},
+			&cli.StringSliceFlag{Name: "cap-drop", Usage: "drop a capability, e.g. CHOWN, or ALL (repeatable)"},
+			&cli.BoolFlag{Name: "privileged", Usage: "every capability, no seccomp filter, no masked paths, writable /sys, all devices"},
+			&cli.BoolFlag{Name: "read-only", Usage: "mount the container's root filesystem read-only"},
+			&cli.StringSliceFlag{Name: "security-opt", Usage: "no-new-privileges[=true|false], seccomp=unconfined|PROFILE.json (repeatable)"},
 		},
 		Action: runAction,
 	}

@@ -7,11 +7,11 @@ import (
 
 func TestContainerEnv(t *testing.T) {
 	got := containerEnv("box", true, []string{"A=1", "PATH=/x", "A=2", "B="})
-	want := []string{"PATH=/x", "HOSTNAME=box", "HOME=/root", "TERM=xterm", "A=2", "B="}
+	want := []string{"PATH=/x", "HOSTNAME=box", "TERM=xterm", "A=2", "B="}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("containerEnv = %q, want %q", got, want)
 	}
-	if got := containerEnv("", false, nil); len(got) != 2 {
+	if got := containerEnv("", false, nil); len(got) != 1 {
 		t.Fatalf("no hostname, no tty: %q", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/FishingRodd/fockker/container"
 	"github.com/FishingRodd/fockker/container/cgroup"
+	"github.com/FishingRodd/fockker/container/security"
 	"github.com/FishingRodd/fockker/network"
 	"github.com/creack/pty"
 	"github.com/sirupsen/logrus"
@@ -69,7 +70,7 @@ func specFromFlags(cmd *cli.Command, r container.Roots) (container.Spec, error) 
 	}
 	// The image's config fills in what the user left out, as docker does: the command is
 	// Entrypoint + (the user's arguments, else Cmd), the working directory its WorkingDir, and
-	// its Env sits under the user's -e. Its User is recorded but not applied yet (no -u).
+	// its Env sits under the user's -e, its User applies without -u.
 	img, err := container.Images(r).Config(spec.Image)
 	if err != nil {
 		return spec, err
@@ -134,6 +135,16 @@ func specFromFlags(cmd *cli.Command, r container.Roots) (container.Spec, error) 
 		}
 	}
 	if spec.Limits, err = limitsFromFlags(cmd); err != nil {
+		return spec, err
+	}
+	runAs := cmd.String("u")
+	if runAs == "" {
+		runAs = img.User // the image's USER, as docker does
+	}
+	if spec.Security, err = security.ParseFlags(security.Flags{
+		Privileged: cmd.Bool("privileged"), CapAdd: cmd.StringSlice("cap-add"), CapDrop: cmd.StringSlice("cap-drop"),
+		SecurityOpt: cmd.StringSlice("security-opt"), ReadOnly: cmd.Bool("read-only"), User: runAs,
+	}); err != nil {
 		return spec, err
 	}
 	user, err := userEnv(cmd.StringSlice("env-file"), cmd.StringSlice("e"))
@@ -253,14 +264,14 @@ func envEntry(s string) (string, bool, error) {
 	return s, true, nil
 }
 
-// containerEnv is the container's whole environment: PATH, HOSTNAME, HOME, TERM with a
-// terminal, then the user's variables overriding those. Never the host's environment.
+// containerEnv is the container's whole environment: PATH, HOSTNAME, TERM with a terminal,
+// then the user's variables overriding those. Never the host's environment. HOME, unless
+// set here, comes from the user's passwd entry in the container (its init adds it).
 func containerEnv(hostname string, tty bool, user []string) []string {
 	env := []string{"PATH=" + container.DefaultPath}
 	if hostname != "" {
 		env = append(env, "HOSTNAME="+hostname)
 	}
-	env = append(env, "HOME=/root")
 	if tty {
 		env = append(env, "TERM=xterm")
 	}

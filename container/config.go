@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/FishingRodd/fockker/container/cgroup"
+	"github.com/FishingRodd/fockker/container/security"
 	"github.com/FishingRodd/fockker/network"
 )
 
@@ -148,6 +149,8 @@ type Spec struct {
 	// Network is a fockker network's name, NetNone (only lo) or NetHost (the host's).
 	Network string                `json:"network"`
 	Ports   []network.PortMapping `json:"ports,omitempty"`
+	// Security: capabilities, user, no_new_privs, read-only root, seccomp profile.
+	Security security.Options `json:"security"`
 }
 
 // Special values of Spec.Network.
@@ -185,7 +188,10 @@ type Record struct {
 	// IP is the container's address on its network; Endpoint is the whole attachment.
 	IP       string            `json:"ip,omitempty"`
 	Endpoint *network.Endpoint `json:"endpoint,omitempty"`
-	Spec     Spec              `json:"spec"`
+	// User is who the container's processes run as, resolved by its init in the
+	// container's /etc/passwd and /etc/group; exec runs as the same.
+	User *security.Identity `json:"user,omitempty"`
+	Spec Spec               `json:"spec"`
 }
 
 // timeLayout is the seed's CREATED column format.

@@ -81,6 +81,11 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	if len(spec.Args) == 0 {
 		return nil, errors.New("no command given and the image has none")
 	}
+	// What the container's processes are restricted to, computed before anything exists.
+	proc, err := spec.Security.Process()
+	if err != nil {
+		return nil, err
+	}
 	lower, err := EnsureImage(roots, spec.Image)
 	if err != nil {
 		return nil, err
@@ -135,7 +140,9 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		return c, err
 	}
 	c.layers = true
-	cg, err := cgroup.New(spec.CgroupParent, rec.Name, spec.Limits)
+	limits := spec.Limits
+	limits.AllDevices = spec.Security.Privileged
+	cg, err := cgroup.New(spec.CgroupParent, rec.Name, limits)
 	if err != nil {
 		return c, err
 	}
@@ -158,15 +165,17 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	cfg := initConfig{
 		Args: rec.Spec.Args, Env: rec.Spec.Env, Cwd: rec.Spec.WorkingDir, Hostname: rec.Spec.Hostname,
 		Tty: stdio.Tty, OwnNet: spec.ownNet(), Lower: lower, Upper: roots.UpperDir(rec.Name), Work: roots.WorkDir(rec.Name),
-		Merged: roots.MergedDir(rec.Name), Volumes: rec.Spec.Volumes,
+		Merged: roots.MergedDir(rec.Name), Volumes: rec.Spec.Volumes, Security: proc,
 	}
 	if err := json.NewEncoder(c.ctl).Encode(&cfg); err != nil {
 		return c, fmt.Errorf("send config to init: %w", err)
 	}
 	if msg, err := c.readStatus(); err != nil {
 		return c, err
-	} else if msg.Type != "ready" {
+	} else if msg.Type != "ready" || msg.User == nil {
 		return c, fmt.Errorf("container init: unexpected report %q", msg.Type)
+	} else {
+		rec.User = msg.User
 	}
 	if rec.StartTime, err = StartTime(rec.Pid); err != nil {
 		return c, fmt.Errorf("container init: %w", err)

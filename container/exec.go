@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/FishingRodd/fockker/container/cgroup"
+	"github.com/FishingRodd/fockker/container/security"
 	"github.com/FishingRodd/fockker/nsenter"
 	"golang.org/x/sys/unix"
 )
@@ -68,11 +69,38 @@ func ExecCommand(roots Roots, ref string, opts ExecOptions) (*exec.Cmd, *Record,
 		Args:       opts.Args,
 		Tty:        opts.Tty,
 	}
+	if err := rec.restrict(cfg); err != nil {
+		return nil, nil, fmt.Errorf("container %s: %w", rec.Name, err)
+	}
 	cmd, err := nsenter.Command("/proc/self/exe", cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("container %s: %w", rec.Name, err)
 	}
 	return cmd, rec, nil
+}
+
+// restrict gives an exec'd command the restrictions of the container's own processes: its
+// user and groups, capabilities, no_new_privs and seccomp filter (compiled again from the
+// profile recorded at run time).
+func (r *Record) restrict(cfg *nsenter.Config) error {
+	proc, err := r.Spec.Security.Process()
+	if err != nil {
+		return err
+	}
+	// A record without the resolved user predates users: its processes run as root.
+	id := security.Identity{AdditionalGIDs: []uint32{0}}
+	if r.User != nil {
+		id = *r.User
+	}
+	sets := proc.CapSets(id.UID)
+	cfg.Creds = &nsenter.Creds{UID: id.UID, GID: id.GID, Groups: id.AdditionalGIDs}
+	cfg.Caps = &nsenter.Caps{Bounding: sets.Bounding, Effective: sets.Effective, Permitted: sets.Permitted,
+		Inheritable: sets.Inheritable, Ambient: sets.Ambient}
+	cfg.NoNewPrivs = proc.NoNewPrivileges
+	if proc.Seccomp != nil {
+		cfg.Seccomp = &nsenter.Seccomp{Flags: proc.Seccomp.Flags, Instructions: proc.Seccomp.Instructions()}
+	}
+	return nil
 }
 
 // namespaces lists the namespaces a container has of its own, which exec joins.

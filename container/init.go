@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/FishingRodd/fockker/container/security"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,6 +41,8 @@ type initConfig struct {
 	Work     string   `json:"work"`
 	Merged   string   `json:"merged"`
 	Volumes  []Volume `json:"volumes"`
+	// Security is what the user's command is restricted to (always sent).
+	Security *security.Process `json:"security"`
 }
 
 // initMsg is one status report from init to its creator, one JSON object per line.
@@ -47,6 +50,8 @@ type initMsg struct {
 	Type  string `json:"type"` // "ready" or "error"
 	Code  int    `json:"code,omitempty"`
 	Error string `json:"error,omitempty"`
+	// User is who the command will run as (with "ready").
+	User *security.Identity `json:"user,omitempty"`
 }
 
 // Exit codes that follow docker's convention.
@@ -83,8 +88,36 @@ func RunInit() int {
 	if err := dec.Decode(&cfg); err != nil {
 		return report(initFailureCode, fmt.Errorf("read config: %w", err))
 	}
+	if cfg.Security == nil {
+		return report(initFailureCode, errors.New("config without security settings"))
+	}
+	sec := cfg.Security
 	if err := setupRootfs(&cfg); err != nil {
 		return report(initFailureCode, err)
+	}
+	// In the container's root now. Docker's order: masked and read-only paths, the working
+	// directory (created while the root is still writable), the read-only root, the user.
+	if !sec.Privileged {
+		if err := security.RestrictPaths(); err != nil {
+			return report(initFailureCode, err)
+		}
+	}
+	if cfg.Cwd != "" {
+		if err := os.MkdirAll(cfg.Cwd, 0o755); err != nil {
+			return report(initFailureCode, fmt.Errorf("working directory %q: %w", cfg.Cwd, err))
+		}
+	}
+	if sec.ReadOnlyRootfs {
+		if err := security.RemountRootReadOnly(); err != nil {
+			return report(initFailureCode, err)
+		}
+	}
+	id, err := security.ResolveUser(sec.User)
+	if err != nil {
+		return report(initFailureCode, fmt.Errorf("user %q: %w", sec.User, err))
+	}
+	if envValue(cfg.Env, "HOME") == "" {
+		cfg.Env = MergeEnv(cfg.Env, []string{"HOME=" + id.Home})
 	}
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 		return report(initFailureCode, fmt.Errorf("sethostname: %w", err))
@@ -94,7 +127,7 @@ func RunInit() int {
 			return report(initFailureCode, err)
 		}
 	}
-	if b, err := json.Marshal(initMsg{Type: "ready"}); err != nil || writeAll(status, append(b, '\n')) != nil {
+	if b, err := json.Marshal(initMsg{Type: "ready", User: &id}); err != nil || writeAll(status, append(b, '\n')) != nil {
 		return initFailureCode
 	}
 	// Park until the creator says start. EOF means it gave up: leave without a word.
@@ -103,10 +136,20 @@ func RunInit() int {
 	}
 	ctl.Close()
 
+	// Enter the working directory as root, or, if root may not (a directory on a root-squashed
+	// volume), as the user once it is set, as runc does.
+	var cwdErr error
 	if cfg.Cwd != "" {
-		if err := os.MkdirAll(cfg.Cwd, 0o755); err != nil {
-			return report(initFailureCode, fmt.Errorf("working directory %q: %w", cfg.Cwd, err))
+		if cwdErr = unix.Chdir(cfg.Cwd); cwdErr != nil && !errors.Is(cwdErr, unix.EACCES) && !errors.Is(cwdErr, unix.EPERM) {
+			return report(initFailureCode, fmt.Errorf("working directory %q: %w", cfg.Cwd, cwdErr))
 		}
+	}
+	// Drop to the user and the container's restrictions on this thread, which main locked
+	// and which execs below. The seccomp filter is in place from here on.
+	if err := sec.Apply(id); err != nil {
+		return report(initFailureCode, err)
+	}
+	if cwdErr != nil {
 		if err := unix.Chdir(cfg.Cwd); err != nil {
 			return report(initFailureCode, fmt.Errorf("working directory %q: %w", cfg.Cwd, err))
 		}

@@ -71,7 +71,7 @@ func setupRootfs(cfg *initConfig) error {
 	if err := mountProc(root); err != nil {
 		return err
 	}
-	if err := mountSys(root); err != nil {
+	if err := mountSys(root, cfg.Security == nil || !cfg.Security.Privileged); err != nil {
 		return err
 	}
 	if err := setupDev(root, cfg.Tty); err != nil {
@@ -112,12 +112,16 @@ func mountProc(root string) error {
 	return nil
 }
 
-func mountSys(root string) error {
+// mountSys mounts sysfs, read-only unless the container is privileged (as docker does).
+func mountSys(root string, readOnly bool) error {
 	dst, err := mkdirInRoot(root, "/sys", 0o555)
 	if err != nil {
 		return err
 	}
-	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY)
+	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	if readOnly {
+		flags |= unix.MS_RDONLY
+	}
 	if err := unix.Mount("sysfs", dst, "sysfs", flags, ""); err != nil {
 		return mountErr("sysfs", dst, err)
 	}

@@ -46,14 +46,9 @@ type Filter struct {
 // Len is the number of BPF instructions.
 func (f *Filter) Len() int { return len(f.Program) / sockFilterSize }
 
-// Load installs the filter on the calling thread. Without no_new_privs the thread needs
-// CAP_SYS_ADMIN. The filter outlives execve.
-func (f *Filter) Load() error {
-	n := f.Len()
-	if n == 0 || n > maxInstructions || len(f.Program)%sockFilterSize != 0 {
-		return fmt.Errorf("seccomp: program of %d bytes is not 1..%d instructions", len(f.Program), maxInstructions)
-	}
-	insns := make([]unix.SockFilter, n)
+// Instructions decodes Program.
+func (f *Filter) Instructions() []unix.SockFilter {
+	insns := make([]unix.SockFilter, f.Len())
 	for i := range insns {
 		b := f.Program[i*sockFilterSize:]
 		insns[i] = unix.SockFilter{
@@ -63,6 +58,17 @@ func (f *Filter) Load() error {
 			K:    binary.NativeEndian.Uint32(b[4:8]),
 		}
 	}
+	return insns
+}
+
+// Load installs the filter on the calling thread. Without no_new_privs the thread needs
+// CAP_SYS_ADMIN. The filter outlives execve.
+func (f *Filter) Load() error {
+	n := f.Len()
+	if n == 0 || n > maxInstructions || len(f.Program)%sockFilterSize != 0 {
+		return fmt.Errorf("seccomp: program of %d bytes is not 1..%d instructions", len(f.Program), maxInstructions)
+	}
+	insns := f.Instructions()
 	prog := unix.SockFprog{Len: uint16(n), Filter: &insns[0]}
 	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, uintptr(f.Flags), uintptr(unsafe.Pointer(&prog)))
 	runtime.KeepAlive(insns)
