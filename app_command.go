@@ -529,7 +529,7 @@ func imageCommand() *cli.Command {
 						if err := container.Images(r).Remove(name); err != nil {
 							return err
 						}
-						fmt.Printf("Image: %s, removed\n", name)
+						fmt.Println(say(msgImageRemoved, name))
 						return nil
 					})
 				},
@@ -560,7 +560,7 @@ func commitCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("Image: %s, committed from container %s\n", m.Name, cmd.Args().Get(0))
+			fmt.Println(say(msgImageCommitted, m.Name, cmd.Args().Get(0)))
 			return nil
 		},
 	}
@@ -624,7 +624,7 @@ func importCommand() *cli.Command {
 			if _, err := container.Images(r).Import(in, name, image.Options{Force: cmd.Bool("f"), Source: source}); err != nil {
 				return err
 			}
-			fmt.Printf("Image: %s, imported\n", name)
+			fmt.Println(say(msgImageImported, name))
 			return nil
 		},
 	}
@@ -660,7 +660,7 @@ func loadCommand() *cli.Command {
 				return err
 			}
 			for _, m := range metas {
-				fmt.Printf("Loaded image: %s\n", m.Name)
+				fmt.Println(say(msgImageLoaded, m.Name))
 			}
 			return nil
 		},

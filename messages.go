@@ -16,6 +16,10 @@ const (
 	msgRemoved
 	msgNetworkCreated
 	msgNetworkRemoved
+	msgImageRemoved
+	msgImageCommitted
+	msgImageImported
+	msgImageLoaded
 )
 
 // catalog returns a message in English and in the seed's Chinese wording.
@@ -33,6 +37,14 @@ func catalog(id msgID) (en, zh string) {
 		return "Network: %s, created", "网络: %s, 创建成功"
 	case msgNetworkRemoved:
 		return "Network: %s, removed", "网络: %s, 删除成功"
+	case msgImageRemoved:
+		return "Image: %s, removed", "镜像: %s, 已删除"
+	case msgImageCommitted:
+		return "Image: %s, committed from container %s", "镜像: %s, 已从容器 %s 提交"
+	case msgImageImported:
+		return "Image: %s, imported", "镜像: %s, 导入成功"
+	case msgImageLoaded:
+		return "Loaded image: %s", "镜像: %s, 加载成功"
 	}
 	return "%v", "%v"
 }
