@@ -180,13 +180,23 @@ check_gone cpuset-teardown s1
 
 # --- device rules: a device node outside the default set cannot be opened ---------------------
 # /dev/kmsg (c 1:11) is harmless to read; a container with device rules cannot open a node for it
-# even when it may create one.
-run fk run --rm --name d1 busybox sh -c \
-	'mknod /tmp/kmsg c 1 11 2>&1 || { echo mknod-refused; exit 0; }; dd if=/tmp/kmsg of=/dev/null bs=8192 count=1 2>&1 && echo opened'
+# even when it may create one. A node for /dev/null (c 1:3), on the default allow list, must work:
+# that tells device rules apart from a blanket refusal.
+run fk run --rm --name d1 busybox sh -c '
+	mknod /tmp/kmsg c 1 11 2>&1 || { echo mknod-refused; exit 0; }
+	mknod /tmp/null2 c 1 3 && echo x >/tmp/null2 && echo null-ok
+	head -c 16 /dev/urandom | wc -c
+	dd if=/tmp/kmsg of=/dev/null bs=8192 count=1 2>&1 && echo opened'
 case $out in
-*mknod-refused*) ok devices-mknod-refused ;;
+*mknod-refused*) skip devices "the container may not mknod (CAP_MKNOD dropped?), so device rules cannot be exercised this way" ;;
 *opened*) fail devices "the container created /dev/kmsg (c 1:11) and read it: no device rules on cgroup v2" ;;
-*"Operation not permitted"*) ok devices ;;
+*"Operation not permitted"*)
+	if echo "$out" | grep -q null-ok && echo "$out" | grep -qx 16; then
+		ok devices
+	else
+		fail devices "allowed devices (c 1:3 node, /dev/urandom) do not work either: $out"
+	fi
+	;;
 *) fail devices "rc=$rc out: $out" ;;
 esac
 

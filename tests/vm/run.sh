@@ -9,7 +9,8 @@
 # Environment:
 #   FOCKKER_VM_CACHE    cache dir for the kernel and the base initramfs
 #                       (default /var/cache/fockker-vmtest)
-#   FOCKKER_VM_TIMEOUT  seconds before a VM that has not finished counts as failed (default 600)
+#   FOCKKER_VM_TIMEOUT  seconds before a VM that has not finished counts as failed (default 1200)
+#   FOCKKER_VM_IDLE     seconds of console silence that count as a hang (default 300)
 #   FOCKKER_VM_MEM      guest memory in MiB (default 512)
 #   FOCKKER_VM_TESTS    guest test script (default tests/vm/guest-tests.sh next to this file)
 #   FOCKKER_VM_LOG      also keep the raw console log at this path
@@ -54,11 +55,13 @@ image_dir=${2%/}
 [ "$(id -u)" -eq 0 ] || die "must run as root (apt-get, depmod on a temp tree, device nodes)"
 
 cache=${FOCKKER_VM_CACHE:-/var/cache/fockker-vmtest}
-timeout_s=${FOCKKER_VM_TIMEOUT:-600}
+timeout_s=${FOCKKER_VM_TIMEOUT:-1200}
+idle_s=${FOCKKER_VM_IDLE:-300}
 mem=${FOCKKER_VM_MEM:-512}
 tests=${FOCKKER_VM_TESTS:-$here/guest-tests.sh}
 [ -f "$tests" ] || die "$tests: no such guest test script"
 case $timeout_s in '' | *[!0-9]*) die "FOCKKER_VM_TIMEOUT=$timeout_s: not a number of seconds" ;; esac
+case $idle_s in '' | *[!0-9]*) die "FOCKKER_VM_IDLE=$idle_s: not a number of seconds" ;; esac
 case $mem in '' | *[!0-9]*) die "FOCKKER_VM_MEM=$mem: not a number of MiB" ;; esac
 
 # Modules the guest loads at boot, in this order (busybox modprobe ignores soft dependencies, so
@@ -70,10 +73,14 @@ boot_modules="crc32c_generic overlay veth bridge nf_tables nft_chain_nat nft_com
 nft_ct nft_nat nft_masq xt_MASQUERADE xt_nat xt_addrtype xt_conntrack xt_comment xt_multiport
 xt_tcpudp xt_mark ip_tables iptable_nat iptable_filter"
 extra_modules="br_netfilter xt_state xt_REDIRECT nft_redir nft_fib_ipv4 nft_reject_ipv4 ipt_REJECT nf_nat
-nf_conntrack ip6_tables ip6table_nat ip6table_filter dummy"
+nf_conntrack ip6_tables ip6table_nat ip6table_filter dummy xfrm_user"
 
 tmp=$(mktemp -d /tmp/fockker-vmtest.XXXXXX)
-cleanup() { rm -rf "$tmp"; }
+qemu_pid=
+cleanup() {
+	[ -z "$qemu_pid" ] || kill "$qemu_pid" 2>/dev/null || true
+	rm -rf "$tmp"
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -311,6 +318,8 @@ build_base() {
 	for n in $("$static_busybox" --list); do
 		[ -e "$stage/usr/bin/$n" ] || [ -e "$stage/usr/sbin/$n" ] || ln -s busybox "$stage/usr/bin/$n"
 	done
+	# The kernel autoloads modules (netlink families, xt matches...) through /sbin/modprobe.
+	ln -sf ../bin/busybox "$stage/usr/sbin/modprobe"
 	printf 'root:x:0:0:root:/root:/bin/sh\n' >"$stage/etc/passwd"
 	printf 'root:x:0:\n' >"$stage/etc/group"
 	: >"$stage/etc/fstab"
@@ -354,16 +363,42 @@ t1=$(date +%s%N)
 log "initramfs ready in $(secs "$t0" "$t1")s ($(du -h "$tmp/initrd" | cut -f1)); booting $krel under TCG (timeout ${timeout_s}s)"
 
 # --- boot ----------------------------------------------------------------------------------
+# The console streams through a FIFO so that a silent guest (a hung boot or test) is stopped
+# after FOCKKER_VM_IDLE seconds, not only at the overall FOCKKER_VM_TIMEOUT.
 console=$tmp/console.log
-set +e
+mkfifo "$tmp/console.fifo"
 timeout -k 10 "$timeout_s" qemu-system-x86_64 \
 	-accel tcg -smp 1 -m "$mem" \
 	-nodefaults -nographic -serial stdio -nic none -no-reboot \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
 	-kernel "$vmlinux" -initrd "$tmp/initrd" \
 	-append "console=ttyS0 cgroup_no_v1=all panic=-1 quiet loglevel=4 rdinit=/init" \
-	</dev/null 2>&1 | tee "$console"
-rc=${PIPESTATUS[0]}
+	</dev/null >"$tmp/console.fifo" 2>&1 &
+qemu_pid=$!
+idle_hit=
+while :; do
+	line=
+	st=0
+	IFS= read -r -t "$idle_s" line || st=$?
+	if [ "$st" -eq 0 ]; then
+		printf '%s\n' "$line"
+		printf '%s\n' "$line" >&3
+		continue
+	fi
+	if [ -n "$line" ]; then # a last line without newline
+		printf '%s\n' "$line"
+		printf '%s\n' "$line" >&3
+	fi
+	if [ "$st" -gt 128 ]; then
+		idle_hit=1
+		kill "$qemu_pid" 2>/dev/null || true
+	fi
+	break
+done <"$tmp/console.fifo" 3>"$console"
+set +e
+wait "$qemu_pid"
+rc=$?
+qemu_pid=
 set -e
 t2=$(date +%s%N)
 [ -z "${FOCKKER_VM_LOG:-}" ] || cp "$console" "$FOCKKER_VM_LOG"
@@ -393,7 +428,10 @@ echo "=== vmtest summary ($krel, cgroup v2, $(secs "$t1" "$t2")s in the VM) ==="
 echo "passed $pass, failed $fail, skipped $skip"
 
 verdict=0
-if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+if [ -n "$idle_hit" ]; then
+	echo "vmtest: FAIL: the console was silent for ${idle_s}s; VM stopped"
+	verdict=1
+elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
 	echo "vmtest: FAIL: the VM did not finish within ${timeout_s}s"
 	verdict=1
 fi
