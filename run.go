@@ -433,18 +433,23 @@ func execAction(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	proc, rec, err := container.ExecCommand(r, args[0], container.ExecOptions{
-		Args: args[1:], Env: user, Cwd: cmd.String("w"), Tty: tty,
+		Args: args[1:], Env: user, Cwd: cmd.String("w"), Tty: tty, Detach: detach,
 	})
 	if err != nil {
 		return err
 	}
 	defer proc.ExtraFiles[0].Close()
 	if detach {
-		proc.SysProcAttr = &unix.SysProcAttr{Setsid: true}
+		// Returns once the command runs, or with why it could not be started.
+		proc.Stderr = os.Stderr
 		if err := proc.Start(); err != nil {
 			return fmt.Errorf("exec in %s: %w", rec.Name, err)
 		}
-		return proc.Process.Release()
+		_ = proc.Wait() // the exit status is in ProcessState
+		if code := container.ExitCodeOf(proc.ProcessState); code != 0 {
+			return &container.ExitError{Code: code}
+		}
+		return nil
 	}
 	a, err := newAttachment(tty, interactive, rec.OpenPty)
 	if err != nil {

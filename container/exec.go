@@ -20,6 +20,9 @@ type ExecOptions struct {
 	Env  []string // KEY=VALUE overriding the container's environment
 	Cwd  string   // absolute; "" means the container's working directory
 	Tty  bool     // stdin is a pty slave to become the controlling terminal
+	// Detach: the process exits once the command runs (0) or could not be started
+	// (125/126/127, with the reason on its stderr); the command stays in the container.
+	Detach bool
 }
 
 // ExecCommand prepares a process that joins a running container's namespaces and cgroup and
@@ -68,6 +71,7 @@ func ExecCommand(roots Roots, ref string, opts ExecOptions) (*exec.Cmd, *Record,
 		Env:        env,
 		Args:       opts.Args,
 		Tty:        opts.Tty,
+		Detach:     opts.Detach,
 	}
 	if err := rec.restrict(cfg); err != nil {
 		return nil, nil, fmt.Errorf("container %s: %w", rec.Name, err)

@@ -62,6 +62,7 @@ const (
 	flagCreds   = 0x04
 	flagCaps    = 0x08
 	flagSeccomp = 0x10
+	flagDetach  = 0x20
 
 	// seccompFlagsAll are the SECCOMP_FILTER_FLAG_* bits a filter may carry:
 	// LOG and SPEC_ALLOW.
@@ -128,6 +129,10 @@ type Config struct {
 	// Tty makes the command a session leader with stdin as its
 	// controlling terminal (stdin must then be a terminal, e.g. a pty slave).
 	Tty bool
+	// Detach makes the process exit as soon as the command has been
+	// executed (0), or could not be (125/126/127), leaving the command
+	// running in a session of its own inside the container.
+	Detach bool
 
 	// The restrictions below are applied by the command's process after it
 	// has joined the container and before execve, in runc's order: bounding
@@ -329,6 +334,9 @@ func (c *Config) encode() []byte {
 	}
 	if c.Seccomp != nil {
 		flags |= flagSeccomp
+	}
+	if c.Detach {
+		flags |= flagDetach
 	}
 	b := make([]byte, 0, configHeaderSize+64)
 	b = append(b, configMagic...)

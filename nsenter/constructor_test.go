@@ -144,7 +144,7 @@ func TestMalformedConfig(t *testing.T) {
 		"version 0":    patch(4, 0),
 		"version 1":    patch(4, 1),
 		"version 3":    patch(4, 3),
-		"unknown flag": patch(5, 0x20|0x1e),
+		"unknown flag": patch(5, 0x40|0x1e),
 		"flag without its section": func() []byte {
 			c := selfConfig(t, m)
 			c.Seccomp = nil

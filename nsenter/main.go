@@ -56,6 +56,8 @@ var (
 	_ [flagCaps - C.NSENTER_FLAG_CAPS]struct{}
 	_ [C.NSENTER_FLAG_SECCOMP - flagSeccomp]struct{}
 	_ [flagSeccomp - C.NSENTER_FLAG_SECCOMP]struct{}
+	_ [C.NSENTER_FLAG_DETACH - flagDetach]struct{}
+	_ [flagDetach - C.NSENTER_FLAG_DETACH]struct{}
 	_ [C.NSENTER_SECCOMP_FLAGS_ALL - seccompFlagsAll]struct{}
 	_ [seccompFlagsAll - C.NSENTER_SECCOMP_FLAGS_ALL]struct{}
 	_ [C.NSENTER_MAX_GROUPS - maxGroups]struct{}

@@ -34,6 +34,12 @@
  * "fockker exec: CMD: REASON" on its stderr (the caller's stderr or pty) and
  * _exit()s with 126 or 127, which the parent passes through like any other
  * status. As with a shell, a command that itself exits 126/127 looks the same.
+ *
+ * With NSENTER_FLAG_DETACH the parent does not wait for the command: the
+ * child holds the write end of a close-on-exec pipe; a failure writes its
+ * exit code there before the child exits, a successful execve closes it
+ * empty. The parent exits with that code, or 0 once the command runs; the
+ * command, in a session of its own, is re-parented to the container's init.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -101,15 +107,24 @@ struct target {
 	int *cgfd; /* one per cfg->cgroups entry */
 };
 
-static void vreport(int errnum, const char *fmt, va_list ap)
+/* report_fd is the detach report pipe in a detached command's child (see
+ * above), -1 everywhere else. The constructor runs once per process, before
+ * any thread exists, so a plain static is safe. */
+static int report_fd = -1;
+
+/* vreport prints "fockker exec: MESSAGE[: strerror]" on stderr; in a
+ * detached command's child it sends code and message to the parent instead,
+ * which prints them on the caller's stderr. */
+static void vreport(int code, int errnum, const char *fmt, va_list ap)
 {
 	char buf[1024];
-	size_t n = 0;
+	size_t n = 1;
 	int k;
 
-	k = snprintf(buf, sizeof(buf), "fockker exec: ");
+	buf[0] = (char)code;
+	k = snprintf(buf + n, sizeof(buf) - n, "fockker exec: ");
 	if (k > 0)
-		n = (size_t)k;
+		n += (size_t)k;
 	k = vsnprintf(buf + n, sizeof(buf) - n, fmt, ap);
 	if (k > 0)
 		n += (size_t)k;
@@ -123,8 +138,14 @@ static void vreport(int errnum, const char *fmt, va_list ap)
 			n = sizeof(buf) - 2;
 	}
 	buf[n++] = '\n';
-	/* Best effort: there is nowhere else to report a failing stderr. */
-	if (write(STDERR_FILENO, buf, n) < 0)
+	/* Best effort: there is nowhere else to report a failing write. One
+	 * write of at most PIPE_BUF bytes reaches the parent whole. */
+	if (report_fd >= 0) {
+		if (write(report_fd, buf, n) < 0)
+			return;
+		return;
+	}
+	if (write(STDERR_FILENO, buf + 1, n - 1) < 0)
 		return;
 }
 
@@ -133,7 +154,7 @@ __attribute__((noreturn, format(printf, 2, 3))) static void fatal(int code, cons
 	va_list ap;
 
 	va_start(ap, fmt);
-	vreport(0, fmt, ap);
+	vreport(code, 0, fmt, ap);
 	va_end(ap);
 	_exit(code);
 }
@@ -145,7 +166,7 @@ __attribute__((noreturn, format(printf, 1, 2))) static void fatal_errno(const ch
 	va_list ap;
 
 	va_start(ap, fmt);
-	vreport(saved, fmt, ap);
+	vreport(NSENTER_EXIT_SETUP, saved, fmt, ap);
 	va_end(ap);
 	_exit(NSENTER_EXIT_SETUP);
 }
@@ -309,21 +330,26 @@ static void join(const struct nsenter_config *cfg, struct target *t)
 }
 
 /* close_extra_fds leaves the command only stdin, stdout and stderr, so no
- * host file can leak into the container. */
+ * host file can leak into the container. The detach report pipe (close-on-
+ * exec) stays open until execve, which closes it. */
 static void close_extra_fds(void)
 {
 	struct rlimit rl;
 	long fd, max = 65536;
 
 #ifdef SYS_close_range
-	if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
+	if (report_fd < 0 && syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
+		return;
+	if (report_fd >= 0 && (report_fd == 3 || syscall(SYS_close_range, 3U, (unsigned)report_fd - 1, 0U) == 0) &&
+	    syscall(SYS_close_range, (unsigned)report_fd + 1, ~0U, 0U) == 0)
 		return;
 #endif
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 	    rl.rlim_cur < (rlim_t)max)
 		max = (long)rl.rlim_cur;
 	for (fd = 3; fd < max; fd++)
-		close((int)fd);
+		if (fd != report_fd)
+			close((int)fd);
 }
 
 static const char *env_get(char **env, const char *key)
@@ -471,7 +497,8 @@ static void drop_privileges(const struct nsenter_config *cfg)
 		load_filter(cfg);
 }
 
-__attribute__((noreturn)) static void child(const struct nsenter_config *cfg, const sigset_t *mask)
+__attribute__((noreturn)) static void child(const struct nsenter_config *cfg, const sigset_t *mask,
+					    int nullfd)
 {
 	const char *cwd = cfg->cwd[0] != '\0' ? cfg->cwd : "/";
 
@@ -482,6 +509,15 @@ __attribute__((noreturn)) static void child(const struct nsenter_config *cfg, co
 			fatal_errno("setsid");
 		if (ioctl(STDIN_FILENO, TIOCSCTTY, 0) < 0)
 			fatal_errno("make stdin the controlling terminal");
+	} else if (cfg->flags & NSENTER_FLAG_DETACH) {
+		/* The command leaves the caller's session and output: errors go
+		 * through the report pipe, so stdout and stderr become the host's
+		 * /dev/null, opened before joining (the container's could be
+		 * anything, a FIFO that blocks for one). */
+		if (dup2(nullfd, STDOUT_FILENO) < 0 || dup2(nullfd, STDERR_FILENO) < 0)
+			fatal_errno("redirect to /dev/null");
+		if (setsid() < 0)
+			fatal_errno("setsid");
 	}
 	if (chdir(cwd) < 0)
 		fatal_errno("chdir to %s", cwd);
@@ -546,6 +582,41 @@ static int wait_child(const struct nsenter_config *cfg, pid_t pid, const sigset_
 	}
 }
 
+/*
+ * wait_started is the detached parent's wait: 0 once the child's execve has
+ * closed the report pipe empty, else the failure code the child sent, whose
+ * message goes to our stderr (that child is reaped; a running command is
+ * left to the container's init).
+ */
+static int wait_started(pid_t pid, int rep[2])
+{
+	char buf[1024];
+	size_t n = 0;
+	ssize_t k;
+	int status;
+
+	close(rep[1]);
+	for (;;) {
+		k = read(rep[0], buf + n, sizeof(buf) - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			kill(pid, SIGKILL);
+			fatal_errno("read the detach report");
+		}
+		if (k == 0 || (n += (size_t)k) == sizeof(buf))
+			break;
+	}
+	if (n == 0)
+		return 0; /* execve closed the pipe: the command runs */
+	if (n > 1 && write(STDERR_FILENO, buf + 1, n - 1) < 0) {
+		/* nowhere left to say it; the exit code still tells */
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return (unsigned char)buf[0];
+}
+
 __attribute__((noreturn)) static void run(const char *fdstr)
 {
 	struct nsenter_config cfg;
@@ -555,7 +626,7 @@ __attribute__((noreturn)) static void run(const char *fdstr)
 	sigset_t set, old;
 	size_t len, i;
 	pid_t pid;
-	int fd;
+	int fd, nullfd = -1, rep[2] = {-1, -1};
 
 	fd = nsenter_parse_fd(fdstr);
 	if (fd < 0)
@@ -572,6 +643,11 @@ __attribute__((noreturn)) static void run(const char *fdstr)
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 		fatal_errno("prctl(PR_SET_DUMPABLE)");
 
+	if (cfg.flags & NSENTER_FLAG_DETACH) {
+		nullfd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		if (nullfd < 0)
+			fatal_errno("open /dev/null");
+	}
 	open_target(&cfg, &t);
 	join(&cfg, &t);
 
@@ -584,11 +660,22 @@ __attribute__((noreturn)) static void run(const char *fdstr)
 	if (sigprocmask(SIG_BLOCK, &set, &old) < 0)
 		fatal_errno("block signals");
 
+	if (cfg.flags & NSENTER_FLAG_DETACH) {
+		if (pipe2(rep, O_CLOEXEC) < 0)
+			fatal_errno("detach report pipe");
+	}
 	pid = fork();
 	if (pid < 0)
 		fatal_errno("fork into the PID namespace of process %u", cfg.pid);
-	if (pid == 0)
-		child(&cfg, &old);
+	if (pid == 0) {
+		if (cfg.flags & NSENTER_FLAG_DETACH) {
+			close(rep[0]);
+			report_fd = rep[1];
+		}
+		child(&cfg, &old, nullfd);
+	}
+	if (cfg.flags & NSENTER_FLAG_DETACH)
+		_exit(wait_started(pid, rep));
 	_exit(wait_child(&cfg, pid, &set));
 }
 

@@ -72,7 +72,8 @@
 #define NSENTER_FLAG_CREDS 0x04u   /* creds section present: change user */
 #define NSENTER_FLAG_CAPS 0x08u    /* caps section present: set capabilities */
 #define NSENTER_FLAG_SECCOMP 0x10u /* seccomp section present: load a filter */
-#define NSENTER_FLAGS_ALL 0x1fu
+#define NSENTER_FLAG_DETACH 0x20u  /* report once the command runs, then leave it */
+#define NSENTER_FLAGS_ALL 0x3fu
 
 /* SECCOMP_FILTER_FLAG_LOG | SECCOMP_FILTER_FLAG_SPEC_ALLOW */
 #define NSENTER_SECCOMP_FLAGS_ALL 0x6u
