@@ -251,7 +251,9 @@ func userEnv(files, flags []string) ([]string, error) {
 
 func envEntry(s string) (string, bool, error) {
 	k, v, hasValue := strings.Cut(s, "=")
-	if k == "" || strings.ContainsAny(k, " \t\x00") || strings.ContainsRune(v, 0) {
+	// A key with a space or a control character (newline, DEL...) cannot be set or read by
+	// a shell; a NUL cannot even pass through execve.
+	if k == "" || strings.IndexFunc(k, func(c rune) bool { return c <= ' ' || c == 0x7f }) >= 0 || strings.ContainsRune(v, 0) {
 		return "", false, fmt.Errorf("%q: want KEY=VALUE: %w", s, container.ErrInvalidEnv)
 	}
 	if !hasValue {

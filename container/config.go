@@ -118,6 +118,9 @@ func ParseVolume(s string) (Volume, error) {
 		return v, fmt.Errorf("volume %q: want HOST:CONTAINER[:ro]: %w", s, ErrInvalidVolume)
 	}
 	v.Host, v.Target = parts[0], parts[1]
+	if strings.ContainsRune(s, 0) {
+		return v, fmt.Errorf("volume %q: paths must not contain NUL bytes: %w", s, ErrInvalidVolume)
+	}
 	if !filepath.IsAbs(v.Host) {
 		return v, fmt.Errorf("volume %q: host path must be absolute: %w", s, ErrInvalidVolume)
 	}
