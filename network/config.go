@@ -4,6 +4,7 @@
 // State lives under <stateRoot>/network:
 //
 //	.lock                        flocked by every operation
+//	.iptables-cache.json         the rules last read, while nf_tables says unchanged
 //	<name>/config.json           the network (Network as JSON)
 //	<name>/ipam/<ip>             one file per allocated address (see package ipam)
 //	<name>/endpoints/<id>.json   one file per attached container (Endpoint as JSON)
@@ -34,11 +35,14 @@ const (
 )
 
 const (
-	dirName        = "network"
-	lockFileName   = ".lock" // not a valid network name, so no clash
-	configFileName = "config.json"
-	ipamDirName    = "ipam"
-	endpointsDir   = "endpoints"
+	dirName      = "network"
+	lockFileName = ".lock" // not a valid network name, so no clash
+	// iptablesCacheName caches what iptables-save printed (package
+	// iptables); it goes with the last network.
+	iptablesCacheName = ".iptables-cache.json"
+	configFileName    = "config.json"
+	ipamDirName       = "ipam"
+	endpointsDir      = "endpoints"
 
 	maxIDLen = 128
 	// vethPrefix + up to 11 characters of the container ID fit in 15 bytes.

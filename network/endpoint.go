@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -225,8 +226,89 @@ func (m *Manager) endpoints(netName string) ([]*Endpoint, error) {
 	return out, nil
 }
 
+// endpointRecord is an endpoint as stored under its network, with the
+// container's process as it was when connected.
+type endpointRecord struct {
+	Endpoint
+	Process *process `json:"process,omitempty"`
+}
+
+// process identifies a process beyond its PID, which may be reused: by its
+// start time, in clock ticks after boot (field 22 of /proc/<pid>/stat).
+type process struct {
+	Pid   int    `json:"pid"`
+	Start uint64 `json:"start"`
+}
+
+// procStat returns the state and start time of process pid.
+func procStat(pid int) (state byte, start uint64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	state, start, err = parseProcStat(b)
+	if err != nil {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return state, start, nil
+}
+
+// parseProcStat reads field 3 (state) and 22 (start time) of a
+// /proc/<pid>/stat line.
+func parseProcStat(b []byte) (state byte, start uint64, err error) {
+	// The command name, field 2, is in parentheses and may hold anything.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, errors.New("no command name")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 || len(f[0]) != 1 {
+		return 0, 0, errors.New("too few fields")
+	}
+	start, err = strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("start time: %w", err)
+	}
+	return f[0][0], start, nil
+}
+
+func processOf(pid int) (*process, error) {
+	_, start, err := procStat(pid)
+	if err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	return &process{Pid: pid, Start: start}, nil
+}
+
+// exited reports whether the process is gone: no such PID, another
+// process under it, or a zombie (which has left its namespaces). Any
+// doubt counts as running.
+func (p *process) exited() bool {
+	if p == nil || p.Pid <= 0 {
+		return false
+	}
+	state, start, err := procStat(p.Pid)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	return start != p.Start || state == 'Z' || state == 'X'
+}
+
 // loadEndpoint reads a stored endpoint; a missing one gives nil, nil.
 func (m *Manager) loadEndpoint(netName, id string) (*Endpoint, error) {
+	rec, err := m.loadEndpointRecord(netName, id)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	return &rec.Endpoint, nil
+}
+
+// loadEndpointRecord reads a stored endpoint with its process; a missing
+// one gives nil, nil.
+func (m *Manager) loadEndpointRecord(netName, id string) (*endpointRecord, error) {
 	b, err := os.ReadFile(m.endpointPath(netName, id))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -234,15 +316,16 @@ func (m *Manager) loadEndpoint(netName, id string) (*Endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network %s: read endpoint %s: %w", netName, id, err)
 	}
-	var ep Endpoint
-	if err := json.Unmarshal(b, &ep); err != nil {
+	var rec endpointRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
 		return nil, fmt.Errorf("network %s: parse endpoint %s: %w", netName, id, err)
 	}
-	return &ep, nil
+	return &rec, nil
 }
 
-func (m *Manager) saveEndpoint(ep *Endpoint) error {
-	b, err := json.MarshalIndent(ep, "", "  ")
+func (m *Manager) saveEndpoint(rec *endpointRecord) error {
+	ep := &rec.Endpoint
+	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return err
 	}

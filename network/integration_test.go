@@ -1,6 +1,7 @@
 package network
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/FishingRodd/fockker/network/driver"
 	"github.com/FishingRodd/fockker/network/iptables"
@@ -36,7 +39,8 @@ type backend struct {
 }
 
 // useBackend puts "iptables" of the wanted backend first in $PATH, for the
-// manager (go-iptables looks it up there) and for the test's own checks.
+// manager (which runs iptables-save and iptables-restore from there) and
+// for the test's own checks.
 func useBackend(t *testing.T, b backend) {
 	t.Helper()
 	bin, err := exec.LookPath(b.multi)
@@ -434,22 +438,19 @@ func TestConnectRollback(t *testing.T) {
 	}
 	h.run(t, "ip", "link", "del", "vethrb2")
 
-	// iptables fails to add the DNAT rule after the veth pair is up: the
-	// pair, the address and the endpoint go again.
+	// iptables-restore fails to add the DNAT rule after the veth pair is
+	// up: the pair, the address and the endpoint go again.
 	t.Run("port rule fails", func(t *testing.T) {
-		real, err := exec.LookPath("iptables")
+		real, err := exec.LookPath("iptables-restore")
 		if err != nil {
 			t.Fatal(err)
 		}
 		dir := t.TempDir()
 		script := "#!/bin/sh\n" +
-			"for a in \"$@\"; do\n" +
-			"  [ \"$a\" = -A ] && append=1\n" +
-			"  [ \"$a\" = DNAT ] && dnat=1\n" +
-			"done\n" +
-			"if [ -n \"$append\" ] && [ -n \"$dnat\" ]; then echo injected failure >&2; exit 1; fi\n" +
-			"exec " + real + " \"$@\"\n"
-		if err := os.WriteFile(filepath.Join(dir, "iptables"), []byte(script), 0o755); err != nil {
+			"input=$(cat)\n" +
+			"case \"$input\" in *\"-A FOCKKER \"*\"-j DNAT\"*) echo injected failure >&2; exit 1;; esac\n" +
+			"printf '%s\\n' \"$input\" | exec " + real + " \"$@\"\n"
+		if err := os.WriteFile(filepath.Join(dir, "iptables-restore"), []byte(script), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
@@ -536,5 +537,73 @@ func TestConnectRollback(t *testing.T) {
 	}
 	if rules := h.run(t, "iptables-save"); strings.Contains(strings.ToLower(rules), "fockker") {
 		t.Fatalf("rules left:\n%s", rules)
+	}
+}
+
+// A container whose process exited: Disconnect leaves the veth pair to the
+// kernel (it goes with the namespace) yet returns only once it is gone,
+// and removes the port rules and the address, whether or not a stop
+// released the ports first. Both backends.
+func TestDisconnectAfterExit(t *testing.T) {
+	requireRoot(t)
+	for _, b := range []backend{
+		{"nft", "xtables-nft-multi", "nf_tables", "0", "ACCEPT"},
+		{"legacy", "xtables-legacy-multi", "legacy", "0", "ACCEPT"},
+	} {
+		t.Run(b.name, func(t *testing.T) {
+			useBackend(t, b)
+			tb := newTestbed(t)
+			h := tb.host
+			pristine := tb.snapshot(t)
+			var err error
+			tb.in(t, func() { _, err = tb.m.EnsureDefault() })
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, released := range []bool{false, true} {
+				c := startContainer(t)
+				id := fmt.Sprintf("exited%02d", i)
+				ep := tb.connect(t, DefaultName, id, c, pm(8080, 80, "tcp"))
+				var rec endpointRecord
+				if b, err := os.ReadFile(filepath.Join(tb.root, "network", DefaultName, "endpoints", id+".json")); err != nil {
+					t.Fatal(err)
+				} else if err := json.Unmarshal(b, &rec); err != nil {
+					t.Fatal(err)
+				}
+				if rec.Process == nil || rec.Process.Pid != c.pid || rec.Process.exited() {
+					t.Fatalf("stored process %+v, container pid %d", rec.Process, c.pid)
+				}
+				if released {
+					tb.in(t, func() { err = tb.m.ReleasePorts(ep) })
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := unix.Kill(c.pid, unix.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, "the container to exit", rec.Process.exited)
+				tb.in(t, func() { err = tb.m.Disconnect(ep) })
+				if err != nil {
+					t.Fatal(err)
+				}
+				if out, err := h.try("ip", "-o", "link", "show", ep.HostVeth); err == nil {
+					t.Fatalf("veth left: %s", out)
+				}
+				if rules := h.run(t, "iptables-save"); strings.Contains(rules, iptables.ContainerComment(id)) {
+					t.Fatalf("port rules left:\n%s", rules)
+				}
+				if _, err := os.Stat(filepath.Join(tb.root, "network", DefaultName, "ipam", ep.IP.String())); !os.IsNotExist(err) {
+					t.Fatalf("address still allocated: %v", err)
+				}
+			}
+			tb.in(t, func() { err = tb.m.Remove(DefaultName, false) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(filepath.Join(tb.root, "network", lockFileName))
+			os.Remove(filepath.Join(tb.root, "network"))
+			tb.mustUnchanged(t, pristine, "containers that exited")
+		})
 	}
 }

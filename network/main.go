@@ -78,24 +78,24 @@ type host struct {
 	driver.Host
 }
 
-func openHost() (*host, error) {
+// openHost opens the calling thread's network namespace. iptables is not
+// run until a rule needs to be read or changed, and what it read is cached
+// in the state root (see package iptables).
+func (m *Manager) openHost() (*host, error) {
 	ns, err := netns.Get()
 	if err != nil {
 		return nil, fmt.Errorf("open host network namespace: %w", err)
 	}
-	nl, err := netlink.NewHandleAt(ns)
+	nl, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		ns.Close()
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	ipt, err := iptables.New()
-	if err != nil {
-		nl.Close()
-		ns.Close()
-		return nil, err
-	}
+	ipt := iptables.New(m.iptablesCache())
 	return &host{driver.Host{NS: ns, Link: nl, Tables: ipt}}, nil
 }
+
+func (m *Manager) iptablesCache() string { return filepath.Join(m.root, iptablesCacheName) }
 
 func (h *host) close() {
 	h.Link.Close()
@@ -107,10 +107,16 @@ func (h *host) driver(name string) (driver.Driver, error) {
 }
 
 // removeChainsIfUnused removes fockker's iptables chains once no rule is
-// left in them.
-func (h *host) removeChainsIfUnused() error {
-	_, err := h.Tables.RemoveChains()
-	return err
+// left in them, and with them the cache of the rules.
+func (m *Manager) removeChainsIfUnused(h *host) error {
+	removed, err := h.Tables.RemoveChains()
+	if err != nil || !removed {
+		return err
+	}
+	if err := os.Remove(m.iptablesCache()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("network state: %w", err)
+	}
+	return nil
 }
 
 // Create creates a network called name with driverName ("" means bridge)
@@ -140,7 +146,7 @@ func (m *Manager) Create(name, driverName, subnet string) (*Network, error) {
 	}
 	var n *Network
 	err := m.withLock(unix.LOCK_EX, func() error {
-		h, err := openHost()
+		h, err := m.openHost()
 		if err != nil {
 			return err
 		}
@@ -197,7 +203,7 @@ func (m *Manager) create(h *host, name, driverName string, prefix netip.Prefix) 
 			retErr = errors.Join(retErr,
 				drv.DeleteNetwork(n.driverConfig()),
 				os.RemoveAll(m.netDir(name)),
-				h.removeChainsIfUnused())
+				m.removeChainsIfUnused(h))
 		}
 	}()
 	if err := m.save(n); err != nil {
@@ -275,7 +281,7 @@ func (m *Manager) Remove(name string, force bool) error {
 			}
 			return fmt.Errorf("%w: %s is used by %s", ErrInUse, name, strings.Join(ids, ", "))
 		}
-		h, err := openHost()
+		h, err := m.openHost()
 		if err != nil {
 			return err
 		}
@@ -296,7 +302,7 @@ func (m *Manager) Remove(name string, force bool) error {
 		if err := os.RemoveAll(m.netDir(name)); err != nil {
 			return fmt.Errorf("network %s: remove state: %w", name, err)
 		}
-		return h.removeChainsIfUnused()
+		return m.removeChainsIfUnused(h)
 	})
 }
 
@@ -306,7 +312,7 @@ func (m *Manager) Remove(name string, force bool) error {
 func (m *Manager) EnsureDefault() (*Network, error) {
 	var n *Network
 	err := m.withLock(unix.LOCK_EX, func() error {
-		h, err := openHost()
+		h, err := m.openHost()
 		if err != nil {
 			return err
 		}
@@ -383,12 +389,16 @@ func (m *Manager) connect(netName, id string, pid int, ports []PortMapping) (_ *
 	if err := m.checkPortsFree(ports); err != nil {
 		return nil, err
 	}
+	proc, err := processOf(pid)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", id, err)
+	}
 	cns, err := netns.GetFromPid(pid)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: network namespace of pid %d: %w", id, pid, err)
 	}
 	defer cns.Close()
-	h, err := openHost()
+	h, err := m.openHost()
 	if err != nil {
 		return nil, err
 	}
@@ -439,7 +449,7 @@ func (m *Manager) connect(netName, id string, pid int, ports []PortMapping) (_ *
 	}()
 	// Recorded before anything is built, so that after a crash a forced
 	// "network rm" still finds and removes it.
-	if err := m.saveEndpoint(ep); err != nil {
+	if err := m.saveEndpoint(&endpointRecord{Endpoint: *ep, Process: proc}); err != nil {
 		return nil, err
 	}
 	if err := drv.Connect(n.driverConfig(), ep.driverConfig(), cns); err != nil {
@@ -466,7 +476,7 @@ func (m *Manager) Disconnect(ep *Endpoint) error {
 		return err
 	}
 	return m.withLock(unix.LOCK_EX, func() error {
-		h, err := openHost()
+		h, err := m.openHost()
 		if err != nil {
 			return err
 		}
@@ -491,19 +501,34 @@ func (m *Manager) Disconnect(ep *Endpoint) error {
 	})
 }
 
-// disconnect removes ep under the lock, with the rules of both ep and the
-// stored endpoint, in case they differ.
+// published returns the port mappings whose rules ep's container may
+// still have: those of its stored endpoint, which is written before any
+// rule is added and cleared only after its rules are deleted; or, when
+// nothing is stored (its network was removed), those ep lists. It also
+// returns the stored endpoint, if any.
+func (m *Manager) published(ep *Endpoint) ([]PortMapping, *endpointRecord, error) {
+	stored, err := m.loadEndpointRecord(ep.Network, ep.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if stored != nil {
+		return stored.Ports, stored, nil
+	}
+	return ep.Ports, nil, nil
+}
+
+// disconnect removes ep under the lock. Port rules are looked for only if
+// the container may still have some (see published); the veth pair is left
+// to the kernel if the container's process has exited.
 func (m *Manager) disconnect(h *host, drv driver.Driver, n *Network, ep *Endpoint) error {
-	stored, err := m.loadEndpoint(n.Name, ep.ID)
+	ports, stored, err := m.published(ep)
 	if err != nil {
 		return err
 	}
-	if stored != nil {
-		if err := drv.RemovePorts(n.driverConfig(), stored.driverConfig()); err != nil {
-			return err
-		}
-	}
-	if err := drv.Disconnect(n.driverConfig(), ep.driverConfig()); err != nil {
+	cfg := ep.driverConfig()
+	cfg.Ports = ports
+	cfg.Exited = stored != nil && stored.Process.exited()
+	if err := drv.Disconnect(n.driverConfig(), cfg); err != nil {
 		return err
 	}
 	alloc, err := m.allocator(n)
@@ -519,7 +544,8 @@ func (m *Manager) disconnect(h *host, drv driver.Driver, n *Network, ep *Endpoin
 // ReleasePorts removes ep's port mappings, for a container that stopped:
 // its address and endpoint stay until Disconnect, but the host ports are
 // free for others. The stored endpoint keeps no ports afterwards; ep is not
-// changed. It is idempotent.
+// changed. It is idempotent, and touches nothing for a container that
+// publishes no port (any more).
 func (m *Manager) ReleasePorts(ep *Endpoint) error {
 	if ep == nil {
 		return nil
@@ -531,7 +557,11 @@ func (m *Manager) ReleasePorts(ep *Endpoint) error {
 		return err
 	}
 	return m.withLock(unix.LOCK_EX, func() error {
-		h, err := openHost()
+		ports, stored, err := m.published(ep)
+		if err != nil || len(ports) == 0 {
+			return err
+		}
+		h, err := m.openHost()
 		if err != nil {
 			return err
 		}
@@ -540,18 +570,12 @@ func (m *Manager) ReleasePorts(ep *Endpoint) error {
 		if err != nil {
 			return err
 		}
-		nc := driver.NetworkConfig{Name: ep.Network}
-		if err := drv.RemovePorts(nc, ep.driverConfig()); err != nil {
+		cfg := ep.driverConfig()
+		cfg.Ports = ports
+		if err := drv.RemovePorts(driver.NetworkConfig{Name: ep.Network}, cfg); err != nil {
 			return err
 		}
-		stored, err := m.loadEndpoint(ep.Network, ep.ID)
-		if err != nil || stored == nil {
-			return err
-		}
-		if err := drv.RemovePorts(nc, stored.driverConfig()); err != nil {
-			return err
-		}
-		if len(stored.Ports) == 0 {
+		if stored == nil {
 			return nil
 		}
 		stored.Ports = nil
@@ -570,7 +594,7 @@ func LoopbackUp(pid int) error {
 		return fmt.Errorf("loopback: network namespace of pid %d: %w", pid, err)
 	}
 	defer ns.Close()
-	nl, err := netlink.NewHandleAt(ns)
+	nl, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("loopback: netlink: %w", err)
 	}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/FishingRodd/fockker/network/driver"
 )
@@ -278,5 +280,59 @@ func TestCreateRefusesBadInputWithoutState(t *testing.T) {
 	}
 	if _, err := m.Get("nope"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get(nope) = %v", err)
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	line := "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615\n"
+	state, start, err := parseProcStat([]byte(line))
+	if err != nil || state != 'S' || start != 987654 {
+		t.Fatalf("parseProcStat = %c, %d, %v", state, start, err)
+	}
+	for _, bad := range []string{"", "4242 (x", "4242 (x) S 1 2 3", "4242 (x) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 soon 1"} {
+		if _, _, err := parseProcStat([]byte(bad)); err == nil {
+			t.Errorf("parseProcStat(%q) accepted", bad)
+		}
+	}
+}
+
+// A process is running until it is reaped or a zombie, and a PID reused by
+// another process does not count as the same one.
+func TestProcessExited(t *testing.T) {
+	self, err := processOf(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self.exited() {
+		t.Fatal("this process reported exited")
+	}
+	if (&process{Pid: self.Pid, Start: self.Start + 1}).exited() == false {
+		t.Fatal("another start time is not the same process")
+	}
+	if (*process)(nil).exited() {
+		t.Fatal("an unknown process reported exited")
+	}
+	cmd := exec.Command("sleep", "600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := processOf(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.exited() {
+		t.Fatal("running child reported exited")
+	}
+	cmd.Process.Kill()
+	// A zombie until reaped: exited already.
+	for i := 0; !p.exited(); i++ {
+		if i == 1000 {
+			t.Fatal("killed child never reported exited")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Wait()
+	if !p.exited() {
+		t.Fatal("reaped child not reported exited")
 	}
 }

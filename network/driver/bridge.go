@@ -57,8 +57,10 @@ func (d *bridgeDriver) EnsureNetwork(n NetworkConfig) (retErr error) {
 	if err := ensureAddr(nl, br, n.GatewayPrefix()); err != nil {
 		return fmt.Errorf("network %s: %w", n.Name, err)
 	}
-	if err := nl.LinkSetUp(br); err != nil {
-		return fmt.Errorf("network %s: bring up bridge %s: %w", n.Name, n.Bridge, err)
+	if br.Attrs().Flags&net.FlagUp == 0 {
+		if err := nl.LinkSetUp(br); err != nil {
+			return fmt.Errorf("network %s: bring up bridge %s: %w", n.Name, n.Bridge, err)
+		}
 	}
 	if err := writeSysctl("net/ipv4/ip_forward", "1"); err != nil {
 		return fmt.Errorf("network %s: %w", n.Name, err)
@@ -68,9 +70,7 @@ func (d *bridgeDriver) EnsureNetwork(n NetworkConfig) (retErr error) {
 	if err := writeSysctl("net/ipv4/conf/"+n.Bridge+"/route_localnet", "1"); err != nil {
 		return fmt.Errorf("network %s: %w", n.Name, err)
 	}
-	if err := d.host.Tables.EnsureChains(); err != nil {
-		return fmt.Errorf("network %s: %w", n.Name, err)
-	}
+	// One read of the tables; nothing is written when all is in place.
 	if err := d.host.Tables.Ensure(iptables.NetworkRules(n.Name, n.Bridge, n.Subnet)); err != nil {
 		return fmt.Errorf("network %s: %w", n.Name, err)
 	}
@@ -137,9 +137,10 @@ func ensureAddr(nl *netlink.Handle, link netlink.Link, addr netip.Prefix) error 
 	return nil
 }
 
-// DeleteNetwork removes the network's rules, then its bridge.
+// DeleteNetwork removes the network's rules (every rule carrying its
+// comment), then its bridge.
 func (d *bridgeDriver) DeleteNetwork(n NetworkConfig) error {
-	if err := d.host.Tables.Delete(iptables.NetworkRules(n.Name, n.Bridge, n.Subnet)); err != nil {
+	if err := d.host.Tables.DeleteOwners(iptables.NetworkComment(n.Name)); err != nil {
 		return fmt.Errorf("network %s: %w", n.Name, err)
 	}
 	if err := deleteBridge(d.host.Link, n.Bridge); err != nil {
@@ -163,9 +164,9 @@ func (d *bridgeDriver) Connect(n NetworkConfig, ep EndpointConfig, containerNS n
 	return nil
 }
 
-// Disconnect removes ep's port rules and its veth pair.
+// Disconnect removes ep's port rules, if it has ports, and its veth pair.
 func (d *bridgeDriver) Disconnect(n NetworkConfig, ep EndpointConfig) error {
-	return errors.Join(d.RemovePorts(n, ep), deleteVeth(d.host.Link, ep.HostVeth))
+	return errors.Join(d.RemovePorts(n, ep), deleteVeth(d.host.Link, ep.HostVeth, ep.Exited))
 }
 
 func portRules(ep EndpointConfig) []iptables.Rule {
@@ -176,13 +177,11 @@ func portRules(ep EndpointConfig) []iptables.Rule {
 	return rules
 }
 
-// AddPorts installs one DNAT rule per port mapping.
+// AddPorts installs one DNAT rule per port mapping (and our chains, if
+// they went missing).
 func (d *bridgeDriver) AddPorts(n NetworkConfig, ep EndpointConfig) error {
 	if len(ep.Ports) == 0 {
 		return nil
-	}
-	if err := d.host.Tables.EnsureChains(); err != nil {
-		return err
 	}
 	if err := d.host.Tables.Ensure(portRules(ep)); err != nil {
 		return fmt.Errorf("publish ports of %s: %w", ep.ID, err)
@@ -190,9 +189,13 @@ func (d *bridgeDriver) AddPorts(n NetworkConfig, ep EndpointConfig) error {
 	return nil
 }
 
-// RemovePorts removes ep's DNAT rules.
+// RemovePorts removes ep's DNAT rules: every rule carrying its comment. An
+// endpoint without ports has none, and iptables is not even read.
 func (d *bridgeDriver) RemovePorts(n NetworkConfig, ep EndpointConfig) error {
-	if err := d.host.Tables.Delete(portRules(ep)); err != nil {
+	if len(ep.Ports) == 0 {
+		return nil
+	}
+	if err := d.host.Tables.DeleteOwners(iptables.ContainerComment(ep.ID)); err != nil {
 		return fmt.Errorf("unpublish ports of %s: %w", ep.ID, err)
 	}
 	return nil

@@ -49,6 +49,9 @@ type EndpointConfig struct {
 	IfName   string // container end of the veth pair
 	IP       netip.Addr
 	Ports    []PortMapping
+	// Exited tells Disconnect that the container's processes are gone, so
+	// its network namespace, and the veth pair with it, is going away.
+	Exited bool
 }
 
 // PortMapping publishes a container port on every address of the host.

@@ -23,11 +23,13 @@ type Driver interface {
 	// with ep's interface names and address. It removes what it made if it
 	// fails.
 	Connect(n NetworkConfig, ep EndpointConfig, containerNS netns.NsHandle) error
-	// Disconnect removes ep's port rules and its host interface.
+	// Disconnect removes ep's port rules and its host interface. Ports
+	// not listed in ep are not looked for.
 	Disconnect(n NetworkConfig, ep EndpointConfig) error
 	// AddPorts installs ep's port mappings; on failure none is left.
 	AddPorts(n NetworkConfig, ep EndpointConfig) error
-	// RemovePorts removes ep's port mappings.
+	// RemovePorts removes ep's port mappings; for an endpoint without
+	// ports it does nothing.
 	RemovePorts(n NetworkConfig, ep EndpointConfig) error
 }
 

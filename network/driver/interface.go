@@ -3,12 +3,15 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -134,7 +137,7 @@ func setupVeth(host Host, br netlink.Link, n NetworkConfig, ep EndpointConfig, c
 	if containerNS.Equal(host.NS) {
 		return ErrSameNamespace
 	}
-	cnl, err := netlink.NewHandleAt(containerNS)
+	cnl, err := netlink.NewHandleAt(containerNS, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink handle in container namespace: %w", err)
 	}
@@ -209,7 +212,16 @@ func setupVeth(host Host, br netlink.Link, n NetworkConfig, ep EndpointConfig, c
 // deleteVeth removes the host end called name, and with it the container
 // end. A missing interface is success; an interface of that name that is
 // not a veth is left alone and reported.
-func deleteVeth(nl *netlink.Handle, name string) error {
+//
+// When the container's processes are gone (exited), or its network
+// namespace is already dying, the kernel deletes the pair itself once the
+// namespace's last reference goes (the container's sysfs mount holds one
+// for a few milliseconds after its last process), and a delete of our own
+// would wait for RCU grace periods of its own (about 20 ms). So then
+// deleteVeth waits for the kernel's RTM_DELLINK instead, and deletes the
+// pair itself only if that does not come within vethGoneTimeout (something
+// else holds the namespace). Either way the pair is gone when it returns.
+func deleteVeth(nl *netlink.Handle, name string, exited bool) error {
 	l, err := nl.LinkByName(name)
 	if isNotFound(err) {
 		return nil
@@ -220,10 +232,98 @@ func deleteVeth(nl *netlink.Handle, name string) error {
 	if l.Type() != "veth" {
 		return fmt.Errorf("%w: %s is a %s, not a veth: not removing it", ErrLinkExists, name, l.Type())
 	}
+	if exited || peerNamespaceDying(l) {
+		gone, err := waitLinkGone(nl, l.Attrs().Index, vethGoneTimeout)
+		if err != nil {
+			return fmt.Errorf("wait for %s to go: %w", name, err)
+		}
+		if gone {
+			return nil
+		}
+	}
 	if err := nl.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	return nil
+}
+
+// vethGoneTimeout bounds the wait for the kernel to delete a veth pair
+// whose container exited. It is not a timing assumption: past it, the pair
+// is deleted explicitly.
+const vethGoneTimeout = time.Second
+
+// peerNamespaceDying reports whether the namespace holding the peer of veth
+// l is being dismantled: its reference count reached zero. The link's
+// IFLA_LINK_NETNSID is then either unassigned or an ID that no longer
+// resolves to a live namespace (RTM_GETNSID answers ENOENT). Any doubt
+// counts as alive.
+func peerNamespaceDying(l netlink.Link) bool {
+	nsid := int64(l.Attrs().NetNsID)
+	switch {
+	case nsid == -1:
+		// No IFLA_LINK_NETNSID (the library's default): the peer is in this
+		// namespace.
+		return false
+	case nsid == math.MaxUint32:
+		// NETNSA_NSID_NOT_ASSIGNED (-1 as s32): no live namespace to name.
+		return true
+	case nsid < 0 || nsid > math.MaxInt32:
+		return false
+	}
+	req := nl.NewNetlinkRequest(unix.RTM_GETNSID, unix.NLM_F_REQUEST)
+	req.AddData(nl.NewRtGenMsg())
+	req.AddData(nl.NewRtAttr(unix.NETNSA_NSID, nl.Uint32Attr(uint32(nsid))))
+	_, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWNSID)
+	return errors.Is(err, unix.ENOENT)
+}
+
+// waitLinkGone waits until the interface with index index is deleted, for
+// at most timeout, and reports whether it was. It listens to link events
+// before it looks, so a deletion cannot slip between the two.
+func waitLinkGone(h *netlink.Handle, index int, timeout time.Duration) (bool, error) {
+	sock, err := nl.Subscribe(unix.NETLINK_ROUTE, unix.RTNLGRP_LINK)
+	if err != nil {
+		return false, fmt.Errorf("subscribe to link events: %w", err)
+	}
+	defer sock.Close()
+	if _, err := h.LinkByIndex(index); isNotFound(err) {
+		return true, nil
+	} else if err != nil {
+		return false, fmt.Errorf("look up interface %d: %w", index, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false, nil
+		}
+		tv := unix.NsecToTimeval(left.Nanoseconds())
+		if err := sock.SetReceiveTimeout(&tv); err != nil {
+			return false, err
+		}
+		msgs, _, err := sock.Receive()
+		if errors.Is(err, unix.EAGAIN) {
+			return false, nil
+		}
+		if errors.Is(err, unix.ENOBUFS) {
+			// Events were lost: look instead.
+			if _, err := h.LinkByIndex(index); isNotFound(err) {
+				return true, nil
+			}
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("receive link events: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Header.Type != unix.RTM_DELLINK || len(m.Data) < unix.SizeofIfInfomsg {
+				continue
+			}
+			if int(nl.DeserializeIfInfomsg(m.Data).Index) == index {
+				return true, nil
+			}
+		}
+	}
 }
 
 // writeSysctl sets a sysctl of the calling thread's network namespace,

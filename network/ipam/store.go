@@ -152,14 +152,17 @@ func (s *DiskStore) LastReserved() (netip.Addr, error) {
 	return ip, nil
 }
 
-// SetLastReserved replaces last_reserved_ip atomically.
+// SetLastReserved replaces last_reserved_ip atomically. It is a hint, not
+// state: it is renamed into place but not synced, since a hint lost or torn
+// by a crash only costs round-robin order (LastReserved starts over).
 func (s *DiskStore) SetLastReserved(ip netip.Addr) error {
-	return writeFileAtomic(filepath.Join(s.dir, lastReservedFileName), []byte(ip.String()))
+	return replaceFile(filepath.Join(s.dir, lastReservedFileName), []byte(ip.String()))
 }
 
-// writeFileAtomic writes data to a temporary file next to path, syncs it and
-// renames it over path.
-func writeFileAtomic(path string, data []byte) (retErr error) {
+// replaceFile writes data to a temporary file next to path and renames it
+// over path, so readers see the old or the new content, never a mix. It
+// does not sync.
+func replaceFile(path string, data []byte) (retErr error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -174,19 +177,13 @@ func writeFileAtomic(path string, data []byte) (retErr error) {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
 	if err := f.Chmod(0o644); err != nil {
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return os.Rename(f.Name(), path)
 }
 
 func syncDir(dir string) error {

@@ -1,19 +1,32 @@
 // Package iptables installs and removes the packet-filter and NAT rules of
-// fockker networks and port mappings through the iptables command.
+// fockker networks and port mappings.
 //
-// Every rule carries a "fockker:..." comment naming its owner, is added only
-// if it is not already there, and is removed by its exact specification.
-// Rules live in fockker's own chains, reached by one jump from each
-// built-in chain:
+// Every rule carries a "fockker:..." comment naming its owner (a network, a
+// container, or "fockker:jump" for the jumps into our chains). Rules live in
+// fockker's own chains, reached by one jump from each built-in chain:
 //
 //	nat    PREROUTING, OUTPUT (dst-type LOCAL) -> FOCKKER              DNAT of published ports
 //	nat    POSTROUTING                         -> FOCKKER-POSTROUTING  masquerade
 //	filter FORWARD                             -> FOCKKER-FORWARD      -> FOCKKER-ISOLATION-STAGE-1/-2
 //	filter INPUT                               -> FOCKKER-INPUT        localnet guard
 //
+// The tables are read with one run of iptables-save and changed with one
+// run of "iptables-restore --noflush": each change is planned in Go against
+// what was read, and only what is missing or wrong is written, so adding a
+// group of rules that is already there runs no command that changes
+// anything. A group (all the rules of one owner) is the unit: if any rule of
+// it is missing, out of order or altered, the whole group is rewritten, and
+// removing an owner removes every rule carrying its comment.
+//
+// With the nf_tables backend, the ruleset's generation number (one netlink
+// request) tells whether anything changed since the rules were last read:
+// Tables made with a cache file keep what they read there, and while the
+// generation stays the same they use it instead of running iptables-save.
+//
 // Commands run in the network namespace of the calling thread. Both the
-// nf_tables and the legacy backend of iptables work: whichever "iptables"
-// is first in $PATH is used.
+// nf_tables and the legacy backend work: whichever iptables-save and
+// iptables-restore are first in $PATH are used, and they must be of the
+// same backend.
 package iptables
 
 import (
@@ -21,8 +34,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
-
-	goiptables "github.com/coreos/go-iptables/iptables"
 )
 
 // Chain names.
@@ -39,8 +50,10 @@ const (
 	tableNAT    = "nat"
 	tableFilter = "filter"
 
-	commentJump = "fockker:jump"
-	localnet    = "127.0.0.0/8"
+	chainPrefix   = "FOCKKER"  // every chain of ours starts with it
+	commentPrefix = "fockker:" // every comment of ours starts with it
+	commentJump   = "fockker:jump"
+	localnet      = "127.0.0.0/8"
 )
 
 // Rule is one rule: its table, chain and specification (matches and target,
@@ -53,19 +66,11 @@ type Rule struct {
 
 func (r Rule) String() string { return fmt.Sprintf("-t %s -A %s %q", r.Table, r.Chain, r.Spec) }
 
-// Tables runs iptables commands.
-type Tables struct {
-	ipt *goiptables.IPTables
-}
+// Owner returns the rule's comment, which names its owner, or "".
+func (r Rule) Owner() string { return ownerOf(r.Spec) }
 
-// New finds the iptables command in $PATH.
-func New() (*Tables, error) {
-	ipt, err := goiptables.New()
-	if err != nil {
-		return nil, fmt.Errorf("iptables: %w", err)
-	}
-	return &Tables{ipt: ipt}, nil
-}
+// ErrNoOwner means a rule given to Ensure carries no owner comment.
+var ErrNoOwner = errors.New("rule has no owner comment")
 
 // chain is one of our chains and where it is jumped to from.
 type chain struct {
@@ -99,180 +104,11 @@ func isolationJump() Rule {
 	return Rule{tableFilter, ChainForward, []string{"-m", "comment", "--comment", commentJump, "-j", ChainIsolation1}}
 }
 
-// EnsureChains creates our chains and the jumps to them, each only if
-// missing. Jumps are inserted first in the built-in chains.
-func (t *Tables) EnsureChains() error {
-	for _, c := range chains() {
-		exists, err := t.ipt.ChainExists(c.table, c.name)
-		if err != nil {
-			return fmt.Errorf("iptables: check chain %s/%s: %w", c.table, c.name, err)
-		}
-		if !exists {
-			if err := t.ipt.NewChain(c.table, c.name); err != nil {
-				return fmt.Errorf("iptables: create chain %s/%s: %w", c.table, c.name, err)
-			}
-		}
-		if c.name == ChainForward {
-			if err := t.insertFirst(isolationJump()); err != nil {
-				return err
-			}
-		}
-		if c.from != "" {
-			if err := t.insertFirst(Rule{c.table, c.from, c.jump()}); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func (t *Tables) insertFirst(r Rule) error {
-	exists, err := t.ipt.Exists(r.Table, r.Chain, r.Spec...)
-	if err != nil {
-		return fmt.Errorf("iptables: check %s: %w", r, err)
-	}
-	if exists {
-		return nil
-	}
-	if err := t.ipt.Insert(r.Table, r.Chain, 1, r.Spec...); err != nil {
-		return fmt.Errorf("iptables: insert %s: %w", r, err)
-	}
-	return nil
-}
-
-// RemoveChains deletes the jumps and our chains if every chain holds
-// nothing but our own isolation jump; otherwise it leaves them and reports
-// whether they were removed. Missing chains and jumps are not an error.
-func (t *Tables) RemoveChains() (bool, error) {
-	all := chains()
-	existing := map[string]bool{}
-	for _, c := range all {
-		key := c.table + "/" + c.name
-		if _, done := existing[key]; done {
-			continue
-		}
-		exists, err := t.ipt.ChainExists(c.table, c.name)
-		if err != nil {
-			return false, fmt.Errorf("iptables: check chain %s: %w", key, err)
-		}
-		existing[key] = exists
-		if !exists {
-			continue
-		}
-		rules, err := t.ipt.List(c.table, c.name)
-		if err != nil {
-			return false, fmt.Errorf("iptables: list chain %s: %w", key, err)
-		}
-		// The listing starts with "-N CHAIN"; FOCKKER-FORWARD also holds the
-		// isolation jump.
-		allowed := 1
-		if c.name == ChainForward {
-			allowed = 2
-		}
-		if len(rules) > allowed {
-			return false, nil
-		}
-	}
-	// A jump can only exist while its target does.
-	var errs []error
-	for i := len(all) - 1; i >= 0; i-- {
-		c := all[i]
-		if c.from == "" || !existing[c.table+"/"+c.name] {
-			continue
-		}
-		if err := t.ipt.DeleteIfExists(c.table, c.from, c.jump()...); err != nil {
-			errs = append(errs, fmt.Errorf("iptables: delete jump %s -> %s: %w", c.from, c.name, err))
-		}
-	}
-	if len(errs) > 0 {
-		return false, errors.Join(errs...)
-	}
-	for i := len(all) - 1; i >= 0; i-- {
-		c := all[i]
-		key := c.table + "/" + c.name
-		if !existing[key] {
-			continue
-		}
-		existing[key] = false
-		if err := t.ipt.ClearAndDeleteChain(c.table, c.name); err != nil {
-			errs = append(errs, fmt.Errorf("iptables: delete chain %s: %w", key, err))
-		}
-	}
-	if len(errs) > 0 {
-		return false, errors.Join(errs...)
-	}
-	return true, nil
-}
-
-// Ensure makes sure rules are present, in this order, at the end of their
-// chains. If all are present it does nothing; otherwise it deletes those
-// present and appends all, so order within the group holds even after
-// someone deleted one of them. On failure no rule of the group is left.
-func (t *Tables) Ensure(rules []Rule) (retErr error) {
-	missing := false
-	for _, r := range rules {
-		ok, err := t.Exists(r)
-		if err != nil {
-			return fmt.Errorf("iptables: check %s: %w", r, err)
-		}
-		if !ok {
-			missing = true
-			break
-		}
-	}
-	if !missing {
-		return nil
-	}
-	if err := t.Delete(rules); err != nil {
-		return err
-	}
-	defer func() {
-		if retErr != nil {
-			retErr = errors.Join(retErr, t.Delete(rules))
-		}
-	}()
-	for _, r := range rules {
-		if err := t.ipt.Append(r.Table, r.Chain, r.Spec...); err != nil {
-			return fmt.Errorf("iptables: append %s: %w", r, err)
-		}
-	}
-	return nil
-}
-
-// Delete removes each rule that is present; a missing rule or chain is
-// success. It tries every rule and returns all errors.
-func (t *Tables) Delete(rules []Rule) error {
-	var errs []error
-	for _, r := range rules {
-		exists, err := t.ipt.ChainExists(r.Table, r.Chain)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("iptables: check chain %s/%s: %w", r.Table, r.Chain, err))
-			continue
-		}
-		if !exists {
-			continue
-		}
-		if err := t.ipt.DeleteIfExists(r.Table, r.Chain, r.Spec...); err != nil {
-			errs = append(errs, fmt.Errorf("iptables: delete %s: %w", r, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// Exists reports whether r is present.
-func (t *Tables) Exists(r Rule) (bool, error) {
-	ok, err := t.ipt.ChainExists(r.Table, r.Chain)
-	if err != nil || !ok {
-		return false, err
-	}
-	return t.ipt.Exists(r.Table, r.Chain, r.Spec...)
-}
-
 // NetworkComment is the comment carried by the rules of network name.
-func NetworkComment(name string) string { return "fockker:net:" + name }
+func NetworkComment(name string) string { return commentPrefix + "net:" + name }
 
 // ContainerComment is the comment carried by the rules of container id.
-func ContainerComment(id string) string { return "fockker:ctr:" + id }
+func ContainerComment(id string) string { return commentPrefix + "ctr:" + id }
 
 func comment(c string) []string { return []string{"-m", "comment", "--comment", c} }
 
@@ -300,6 +136,9 @@ func spec(parts ...[]string) []string {
 //   - a guard dropping new connections from the bridge to 127.0.0.0/8,
 //     needed because route_localnet is set on the bridge for localhost port
 //     mappings.
+//
+// Specifications are written the way iptables-save prints them, so that
+// what was read compares equal to what is wanted.
 func NetworkRules(name, bridge string, subnet netip.Prefix) []Rule {
 	c := comment(NetworkComment(name))
 	src := []string{"-s", subnet.String()}
@@ -318,7 +157,7 @@ func NetworkRules(name, bridge string, subnet netip.Prefix) []Rule {
 		{tableFilter, ChainForward, spec(out, ct("RELATED,ESTABLISHED"), c, []string{"-j", "ACCEPT"})},
 		{tableFilter, ChainForward, spec(out, ct("DNAT"), c, []string{"-j", "ACCEPT"})},
 		{tableFilter, ChainForward, spec(out, c, []string{"-j", "DROP"})},
-		{tableFilter, ChainInput, spec(in, []string{"-d", localnet}, []string{"-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED"}, c, []string{"-j", "DROP"})},
+		{tableFilter, ChainInput, spec([]string{"-d", localnet}, in, []string{"-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED"}, c, []string{"-j", "DROP"})},
 	}
 }
 
@@ -330,4 +169,68 @@ func PortRule(id, proto string, hostPort uint16, dst netip.AddrPort) Rule {
 		comment(ContainerComment(id)),
 		[]string{"-j", "DNAT", "--to-destination", dst.String()},
 	)}
+}
+
+// Owners returns the distinct owner comments of rules, in order.
+func Owners(rules []Rule) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range rules {
+		if o := r.Owner(); o != "" && !seen[o] {
+			seen[o] = true
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// EnsureChains creates our chains and the jumps to them, each only if
+// missing. Jumps are inserted first in the built-in chains.
+func (t *Tables) EnsureChains() error {
+	return t.update(func(tx *tx) error { return tx.ensureChains() })
+}
+
+// Ensure makes sure our chains and jumps exist and that rules are present,
+// in this order, at the end of their chains, as the complete set of rules
+// of their owners: if they all are, nothing is changed; otherwise every
+// rule of those owners is deleted and rules are appended, in one
+// transaction. On failure no rule of those owners is left.
+func (t *Tables) Ensure(rules []Rule) error {
+	err := t.update(func(tx *tx) error {
+		if err := tx.ensureChains(); err != nil {
+			return err
+		}
+		return tx.ensure(rules)
+	})
+	if err != nil && !errors.Is(err, ErrNoOwner) {
+		return errors.Join(err, t.DeleteOwners(Owners(rules)...))
+	}
+	return err
+}
+
+// Delete removes each of rules that is present; a missing rule or chain is
+// success.
+func (t *Tables) Delete(rules []Rule) error {
+	return t.update(func(tx *tx) error { return tx.delete(rules) })
+}
+
+// DeleteOwners removes every rule carrying one of comments, in the nat and
+// filter tables; finding none is success.
+func (t *Tables) DeleteOwners(comments ...string) error {
+	if len(comments) == 0 {
+		return nil
+	}
+	return t.update(func(tx *tx) error { return tx.deleteOwners(comments) })
+}
+
+// RemoveChains deletes the jumps and our chains if every chain holds
+// nothing but our own isolation jump, and reports whether they are gone;
+// otherwise it leaves them. Missing chains and jumps are not an error.
+func (t *Tables) RemoveChains() (bool, error) {
+	var removed bool
+	err := t.update(func(tx *tx) (err error) {
+		removed, err = tx.removeChains()
+		return err
+	})
+	return removed && err == nil, err
 }

@@ -1,10 +1,12 @@
 package iptables
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -63,20 +65,52 @@ func save(t *testing.T) string {
 	return b.String()
 }
 
-// Ensure adds nothing twice, restores a group's order when one rule went
-// missing, Delete removes exactly, and RemoveChains leaves the tables as
-// they were.
-func TestEnsureDeleteRemoveChains(t *testing.T) {
+func requireRoot(t *testing.T) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: changes iptables rules (in a network namespace of its own)")
 	}
 	if os.Getenv("FOCKKER_IPTABLES_TEST_NETNS") == "" {
 		t.Fatal("not in a network namespace of its own")
 	}
-	tb, err := New()
-	if err != nil {
-		t.Fatal(err)
+}
+
+// forBackends runs fn once with each installed backend first in $PATH (as
+// iptables, iptables-save and iptables-restore).
+func forBackends(t *testing.T, fn func(t *testing.T, backend string)) {
+	for _, b := range []struct{ backend, multi string }{
+		{backendNFT, "xtables-nft-multi"},
+		{backendLegacy, "xtables-legacy-multi"},
+	} {
+		t.Run(b.backend, func(t *testing.T) {
+			bin, err := exec.LookPath(b.multi)
+			if err != nil {
+				t.Skipf("%s not installed: %v", b.multi, err)
+			}
+			dir := t.TempDir()
+			for _, name := range []string{"iptables", "iptables-save", "iptables-restore"} {
+				if err := os.Symlink(bin, filepath.Join(dir, name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+			fn(t, b.backend)
+		})
 	}
+}
+
+// Ensure adds nothing twice, restores a group's order when one rule went
+// missing, Delete removes exactly, and RemoveChains leaves the tables as
+// they were.
+func TestEnsureDeleteRemoveChains(t *testing.T) {
+	requireRoot(t)
+	forBackends(t, func(t *testing.T, _ string) { ensureDeleteRemoveChains(t, New("")) })
+	forBackends(t, func(t *testing.T, _ string) {
+		ensureDeleteRemoveChains(t, New(filepath.Join(t.TempDir(), "cache.json")))
+	})
+}
+
+func ensureDeleteRemoveChains(t *testing.T, tb *Tables) {
 	pristine := save(t)
 	if err := tb.EnsureChains(); err != nil {
 		t.Fatal(err)
@@ -152,4 +186,162 @@ func TestEnsureDeleteRemoveChains(t *testing.T) {
 	if err := tb.Delete(netB); err != nil {
 		t.Fatalf("Delete without chains: %v", err)
 	}
+}
+
+// What iptables-save prints of our rules is exactly what we write, on
+// both backends: a second Ensure finds everything in place and runs no
+// iptables-restore.
+func TestSpecsAsSaved(t *testing.T) {
+	requireRoot(t)
+	forBackends(t, func(t *testing.T, _ string) {
+		tb := New("")
+		groups := [][]Rule{
+			NetworkRules("fockker0", "fockker0", netip.MustParsePrefix("192.168.0.0/24")),
+			NetworkRules("wide", "wide", netip.MustParsePrefix("10.88.0.0/16")),
+			{PortRule("c1", "tcp", 8080, netip.MustParseAddrPort("192.168.0.2:80")),
+				PortRule("c1", "udp", 5353, netip.MustParseAddrPort("192.168.0.2:53"))},
+		}
+		for _, g := range groups {
+			if err := tb.Ensure(g); err != nil {
+				t.Fatal(err)
+			}
+		}
+		saved := save(t)
+		for _, g := range groups {
+			for _, r := range g {
+				words := slices.Clone(r.Spec)
+				for i, w := range words {
+					if strings.Contains(w, ":") && words[i-1] == "--comment" {
+						words[i] = `"` + w + `"`
+					}
+				}
+				if line := "-A " + r.Chain + " " + strings.Join(words, " ") + "\n"; !strings.Contains(saved, line) {
+					t.Errorf("iptables prints %s otherwise:\n%s", r, saved)
+				}
+			}
+		}
+		for _, g := range groups {
+			fresh := New("")
+			if err := fresh.Ensure(g); err != nil {
+				t.Fatal(err)
+			}
+			if fresh.Commands != 1 {
+				t.Errorf("Ensure of a group in place ran %d commands, want 1 (iptables-save)", fresh.Commands)
+			}
+		}
+		if err := tb.DeleteOwners(Owners(slices.Concat(groups...))...); err != nil {
+			t.Fatal(err)
+		}
+		if removed, err := tb.RemoveChains(); err != nil || !removed {
+			t.Fatalf("RemoveChains = %v, %v", removed, err)
+		}
+	})
+}
+
+// With a cache file and the nf_tables backend, reads cost no command while
+// nothing changed; a change of ours keeps the cache current; a change by
+// someone else, or a foreign cache, is noticed and repaired.
+func TestCache(t *testing.T) {
+	requireRoot(t)
+	forBackends(t, func(t *testing.T, backend string) {
+		cache := filepath.Join(t.TempDir(), "cache.json")
+		tb := New(cache)
+		netA := NetworkRules("a", "bra", netip.MustParsePrefix("10.1.0.0/24"))
+		port := []Rule{PortRule("c1", "tcp", 8080, netip.MustParseAddrPort("10.1.0.2:80"))}
+		commands := func(what string, want int, fn func() error) {
+			t.Helper()
+			before := tb.Commands
+			if err := fn(); err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			if got := tb.Commands - before; got != want {
+				t.Errorf("%s ran %d commands, want %d", what, got, want)
+			}
+		}
+		if backend == backendLegacy {
+			// No cache: one read per Tables, which trusts itself after.
+			commands("Ensure", 2, func() error { return tb.Ensure(netA) })
+			commands("Ensure again", 0, func() error { return tb.Ensure(netA) })
+			commands("Ensure of ports", 1, func() error { return tb.Ensure(port) })
+			commands("DeleteOwners", 1, func() error { return tb.DeleteOwners(ContainerComment("c1")) })
+			tb = New(cache)
+			commands("Ensure with a new Tables", 1, func() error { return tb.Ensure(netA) })
+			if _, err := os.Stat(cache); !os.IsNotExist(err) {
+				t.Errorf("legacy backend wrote a cache: %v", err)
+			}
+		} else {
+			// Read, change both tables, read again for the cache.
+			commands("Ensure", 3, func() error { return tb.Ensure(netA) })
+			commands("Ensure again", 0, func() error { return tb.Ensure(netA) })
+			commands("Ensure of ports", 1, func() error { return tb.Ensure(port) })
+			commands("Ensure of ports again", 0, func() error { return tb.Ensure(port) })
+			commands("DeleteOwners", 1, func() error { return tb.DeleteOwners(ContainerComment("c1")) })
+			commands("DeleteOwners again", 0, func() error { return tb.DeleteOwners(ContainerComment("c1")) })
+			if _, err := os.Stat(cache); err != nil {
+				t.Fatalf("no cache: %v", err)
+			}
+		}
+		// Someone deletes one of a's rules: noticed (by the next Tables, on
+		// the legacy backend), and a is rewritten.
+		tb = New(cache)
+		r := netA[5]
+		out, err := exec.Command("iptables", append([]string{"-w", "-t", r.Table, "-D", r.Chain}, r.Spec...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("iptables -D: %v\n%s", err, out)
+		}
+		if err := tb.Ensure(netA); err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(save(t), "fockker:net:a"); n != len(netA) {
+			t.Fatalf("%d rules of a after repair, want %d", n, len(netA))
+		}
+		// Someone adds a rule of their own: read again, nothing to change.
+		tb = New(cache)
+		if out, err := exec.Command("iptables", "-w", "-A", "INPUT", "-j", "ACCEPT").CombinedOutput(); err != nil {
+			t.Fatalf("iptables -A: %v\n%s", err, out)
+		}
+		commands("Ensure after a foreign change", 1, func() error { return tb.Ensure(netA) })
+		if out, err := exec.Command("iptables", "-w", "-D", "INPUT", "-j", "ACCEPT").CombinedOutput(); err != nil {
+			t.Fatalf("iptables -D: %v\n%s", err, out)
+		}
+		if backend == backendNFT {
+			// A cache saying a's rules are missing, but for another namespace,
+			// is not believed.
+			b, err := os.ReadFile(cache)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var f cacheFile
+			if err := json.Unmarshal(b, &f); err != nil {
+				t.Fatal(err)
+			}
+			f.Key.NetnsCookie++
+			f.Key.Generation, err = nftGeneration()
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Rules = newRuleSet()
+			if b, err = json.Marshal(f); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(cache, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			commands("Ensure with a foreign cache", 1, func() error { return tb.Ensure(netA) })
+			// Nor is a torn one.
+			if err := os.WriteFile(cache, b[:len(b)/2], 0o600); err != nil {
+				t.Fatal(err)
+			}
+			commands("Ensure with a torn cache", 1, func() error { return tb.Ensure(netA) })
+		}
+		if err := tb.DeleteOwners(NetworkComment("a")); err != nil {
+			t.Fatal(err)
+		}
+		if removed, err := tb.RemoveChains(); err != nil || !removed {
+			t.Fatalf("RemoveChains = %v, %v", removed, err)
+		}
+		if s := save(t); strings.Contains(s, "FOCKKER") || strings.Contains(s, "fockker") {
+			t.Fatalf("left behind:\n%s", s)
+		}
+	})
 }
