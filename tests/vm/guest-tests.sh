@@ -54,7 +54,7 @@ residue() {
 	[ -e "$SR/$1" ] && _r="$_r state:$SR/$1"
 	_m=$(grep -E "/(mnt|writeLayer|workLayer)/$1( |/)" /proc/self/mountinfo | awk '{ print $5 }')
 	[ -n "$_m" ] && _r="$_r mounts:$(echo $_m)"
-	fk ps 2>/dev/null | awk -v n="$1" '$2 == n { found = 1 } END { exit !found }' && _r="$_r ps-entry"
+	fk inspect "$1" >/dev/null 2>&1 && _r="$_r record(inspect still finds it)"
 	echo "$_r"
 }
 

@@ -227,8 +227,9 @@ libs_of() {
 	ldd "$@" 2>/dev/null | awk '/:$/ { next } { for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' | sort -u
 }
 
-image_sig() { # metadata of the image tree: cheap, and changes whenever `make image` changes it
-	(cd "$image_dir" && find . -printf '%p %y %l %s %m %T@\n' | LC_ALL=C sort)
+image_sig() { # the image tree by content (not mtimes: `make vmtest` builds it afresh each run)
+	(cd "$image_dir" && find . -printf '%p %y %l %m\n' | LC_ALL=C sort &&
+		find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
 }
 
 base_key=$(
