@@ -8,7 +8,7 @@ BIN       ?= ./fockker
 IMAGE_ROOT ?= $(or $(FOCKKER_IMAGE_ROOT),/var/root)
 UNIT_PKGS  = $(shell $(GO) list ./... | grep -v '/tests')
 
-.PHONY: all build deps image demo test lint unit e2e vmtest clean
+.PHONY: all build deps image demo test lint unit e2e vmtest bench clean
 
 all: build
 
@@ -53,6 +53,11 @@ vmtest: build
 		tests/vm/run.sh $(BIN) "$$tmp/busybox"
 
 test: deps lint unit e2e vmtest
+
+# Side by side with runc, podman and the bare-namespaces floor; writes BENCHMARKS.md.
+# Not part of `make test`: numbers are measurements, never assertions.
+bench: build
+	bench/bench.sh $(BIN) BENCHMARKS.md
 
 clean:
 	rm -f $(BIN)
