@@ -61,6 +61,7 @@ func newApp() *cli.Command {
 			exportCommand(),
 			importCommand(),
 			loadCommand(),
+			systemCommand(),
 		},
 	}
 	argsNeverHelp(app.Commands)
@@ -173,6 +174,11 @@ func psCommand() *cli.Command {
 			format := cmd.String("format")
 			if format != "" && format != "table" && format != "json" {
 				return fmt.Errorf("--format %q: want table or json", format)
+			}
+			// What crashes left behind goes first, cheaply and never waiting for runs in
+			// progress (see container.Prune); its failure does not stop ps.
+			if err := container.PruneLazily(r); err != nil {
+				logrus.Debugf("prune: %v", err)
 			}
 			recs, err := container.List(r)
 			if err != nil {
@@ -663,6 +669,48 @@ func loadCommand() *cli.Command {
 				fmt.Println(say(msgImageLoaded, m.Name))
 			}
 			return nil
+		},
+	}
+}
+
+func systemCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "system",
+		Usage: "manage the installation",
+		Commands: []*cli.Command{
+			{
+				Name:  "prune",
+				Usage: "remove what crashed or killed runs left behind, and print it",
+				Description: "Removes this installation's orphans: temporary state directories, layer directories\n" +
+					"and network endpoints, addresses, veths and port rules whose container has no record,\n" +
+					"cgroups of stopped containers, watchers of containers without a record, and mounts\n" +
+					"left on layer directories; containers whose process died unrecorded are recorded as\n" +
+					"stopped and their ports freed. Records, stopped containers, images and networks stay.\n" +
+					"Runs in progress are never disturbed: prune waits for them (up to --wait).",
+				Flags: []cli.Flag{
+					&cli.DurationFlag{Name: "wait", Value: 10 * time.Second, Usage: "how long to wait for runs being created"},
+				},
+				Action: func(ctx context.Context, cmd *cli.Command) error {
+					r, err := roots(cmd)
+					if err != nil {
+						return err
+					}
+					if cmd.NArg() > 0 {
+						return fmt.Errorf("system prune takes no arguments, got %q", cmd.Args().Slice())
+					}
+					if cmd.Duration("wait") < 0 {
+						return fmt.Errorf("--wait %s: must not be negative", cmd.Duration("wait"))
+					}
+					pruned, err := container.Prune(r, container.PruneOptions{Full: true, Wait: cmd.Duration("wait")})
+					for _, p := range pruned {
+						fmt.Println("removed", p)
+					}
+					if err == nil && len(pruned) == 0 {
+						fmt.Println("nothing to remove")
+					}
+					return err
+				},
+			},
 		},
 	}
 }

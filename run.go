@@ -32,6 +32,11 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
+	// What crashes left behind goes first, cheaply and never waiting for other runs (see
+	// container.Prune); it may free a name, ports or addresses this run needs.
+	if err := container.PruneLazily(r); err != nil {
+		logrus.Debugf("prune: %v", err)
+	}
 	if spec.Detach {
 		rec, err := container.RunDetached(r, spec)
 		if err != nil {

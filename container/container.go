@@ -53,12 +53,15 @@ type Container struct {
 	roots  Roots
 	store  *Store
 	lock   *Lock
-	cmd    *exec.Cmd
-	cg     *cgroup.Cgroup
-	layers bool          // the overlay directories are ours to remove
-	ctl    *os.File      // to init: config, then the start byte
-	status *bufio.Reader // from init: ready / error reports
-	logf   *os.File
+	// install is a shared lock on the state root, held from before the record is reserved
+	// until the container started or was destroyed: the collector never sees it half-built.
+	install *Lock
+	cmd     *exec.Cmd
+	cg      *cgroup.Cgroup
+	layers  bool          // the overlay directories are ours to remove
+	ctl     *os.File      // to init: config, then the start byte
+	status  *bufio.Reader // from init: ready / error reports
+	logf    *os.File
 }
 
 // newID returns a random 10-digit ID, the form the seed's ps shows.
@@ -86,6 +89,15 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	if err != nil {
 		return nil, err
 	}
+	install, err := lockInstall(roots.State, unix.LOCK_SH)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if c == nil {
+			install.Unlock() // failed before there was a container to destroy
+		}
+	}()
 	lower, err := EnsureImage(roots, spec.Image)
 	if err != nil {
 		return nil, err
@@ -99,6 +111,11 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		PortMapping: []string{},
 		NetworkName: spec.Network,
 		Spec:        spec,
+	}
+	if spec.Detach {
+		// This process is the watcher: recorded from the start, so that the collector can
+		// tell it from the watchers of containers that have no record.
+		rec.WatcherPid = os.Getpid()
 	}
 	for _, p := range spec.Ports {
 		rec.PortMapping = append(rec.PortMapping, p.String())
@@ -129,17 +146,19 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 			return nil, err
 		}
 	}
-	c = &Container{Record: rec, roots: roots, store: store, lock: lock}
+	c = &Container{Record: rec, roots: roots, store: store, lock: lock, install: install}
 	defer func() {
 		if err != nil {
 			c.Destroy()
 		}
 	}()
+	pauseAt(pauseRunReserved)
 
 	if err := createLayers(roots, rec.Name); err != nil {
 		return c, err
 	}
 	c.layers = true
+	pauseAt(pauseRunLayers)
 	limits := spec.Limits
 	limits.AllDevices = spec.Security.Privileged
 	cg, err := cgroup.New(spec.CgroupParent, rec.Name, limits)
@@ -150,6 +169,7 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		return c, err
 	}
 	c.cg = cg
+	pauseAt(pauseRunCgroup)
 
 	if stdio.Log {
 		f, err := os.OpenFile(roots.LogPath(rec.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND|unix.O_CLOEXEC, 0o600)
@@ -162,6 +182,15 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	if err := c.startInit(stdio); err != nil {
 		return c, err
 	}
+	// Recorded at once: whatever happens to us from now on, ps can tell whether the
+	// container lives, and rm can kill it.
+	if rec.StartTime, err = StartTime(rec.Pid); err != nil {
+		return c, fmt.Errorf("container init: %w", err)
+	}
+	if err := store.Save(rec); err != nil {
+		return c, err
+	}
+	pauseAt(pauseRunInit)
 	cfg := initConfig{
 		Args: rec.Spec.Args, Env: rec.Spec.Env, Cwd: rec.Spec.WorkingDir, Hostname: rec.Spec.Hostname,
 		Tty: stdio.Tty, OwnNet: spec.ownNet(), Lower: lower, Upper: roots.UpperDir(rec.Name), Work: roots.WorkDir(rec.Name),
@@ -177,9 +206,6 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	} else {
 		rec.User = msg.User
 	}
-	if rec.StartTime, err = StartTime(rec.Pid); err != nil {
-		return c, fmt.Errorf("container init: %w", err)
-	}
 	if spec.bridged() {
 		if len(spec.Ports) > 0 {
 			// A dead container that nobody recorded as stopped must not hold the ports.
@@ -190,6 +216,7 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		if err := c.connect(); err != nil {
 			return c, err
 		}
+		pauseAt(pauseRunNetwork)
 	}
 	if err := store.Save(rec); err != nil {
 		return c, err
@@ -283,6 +310,7 @@ func (c *Container) readStatus() (*initMsg, error) {
 // Start releases init to exec the user's command and returns once the exec has happened
 // (or failed, with docker's 126/127 exit code). The record then says running.
 func (c *Container) Start() error {
+	pauseAt(pauseRunBeforeStart)
 	if _, err := c.ctl.Write([]byte{1}); err != nil {
 		return fmt.Errorf("start container: %w", err)
 	}
@@ -301,6 +329,8 @@ func (c *Container) Start() error {
 		return err
 	}
 	c.lock.Unlock()
+	c.install.Unlock()
+	pauseAt(pauseRunStarted)
 	return nil
 }
 
@@ -391,6 +421,7 @@ func (c *Container) Destroy() error {
 		errs = append(errs, err)
 	}
 	c.lock.Unlock()
+	c.install.Unlock()
 	return errors.Join(errs...)
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -47,6 +48,15 @@ func RunDetached(roots Roots, spec Spec) (*Record, error) {
 		return nil, err
 	}
 	defer repR.Close()
+	// The watcher shares our hold on the installation's lock until its container has started:
+	// from before it exists, the collector cannot take it for the watcher of a lost record.
+	install, err := lockInstall(roots.State, unix.LOCK_SH)
+	if err != nil {
+		reqR.Close()
+		repW.Close()
+		return nil, err
+	}
+	defer install.Unlock()
 
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{"fockker", WatchCommand} // as ps shows it
@@ -56,8 +66,9 @@ func RunDetached(roots Roots, spec Spec) (*Record, error) {
 	if path == "" {
 		path = DefaultPath
 	}
-	cmd.Env = []string{watchEnv + "=1", "PATH=" + path}
-	cmd.ExtraFiles = []*os.File{reqR, repW}
+	// The state root in its environment tells the collector whose watcher it is.
+	cmd.Env = append([]string{watchEnv + "=1", watchRootEnv + "=" + filepath.Clean(roots.State), "PATH=" + path}, testHookEnv()...)
+	cmd.ExtraFiles = []*os.File{reqR, repW, install.f}   // fds 3, 4, 5
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives the CLI and its terminal
 	err = cmd.Start()
 	reqR.Close()
@@ -95,8 +106,11 @@ func RunWatch() int {
 	signal.Ignore(unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGPIPE, unix.SIGTERM)
 	reqf := os.NewFile(3, "request")
 	repf := os.NewFile(4, "reply")
+	install := os.NewFile(5, "installation lock") // held until the container started
 	unix.CloseOnExec(3)
 	unix.CloseOnExec(4)
+	unix.CloseOnExec(5)
+	defer install.Close()
 	reply := func(rep watchReply) {
 		_ = json.NewEncoder(repf).Encode(rep) // the CLI treats a missing reply as a failure
 		repf.Close()
@@ -124,6 +138,7 @@ func RunWatch() int {
 		_ = c.Destroy()
 		return fail(err)
 	}
+	install.Close()
 	reply(watchReply{Record: c.Record})
 	code := c.Wait()
 	if err := c.Finish(code); err != nil {

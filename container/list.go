@@ -17,14 +17,25 @@ func State(rec *Record) Status {
 	return rec.Status
 }
 
+// state is State, and for a record still without a process (its init not yet cloned), whether
+// its creator is at work on it (holding its lock) or gone.
+func (s *Store) state(rec *Record) Status {
+	st := State(rec)
+	if st == Stopped && rec.Status == Created && rec.Pid == 0 && s.busy(rec.Name) {
+		return Created
+	}
+	return st
+}
+
 // List returns all containers of an installation with their reconciled status.
 func List(roots Roots) ([]*Record, error) {
-	recs, err := NewStore(roots.State).List()
+	store := NewStore(roots.State)
+	recs, err := store.List()
 	if err != nil {
 		return nil, err
 	}
 	for _, r := range recs {
-		r.Status = State(r)
+		r.Status = store.state(r)
 	}
 	return recs, nil
 }
@@ -40,7 +51,7 @@ func Lookup(roots Roots, ref string) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec.Status = State(rec)
+	rec.Status = store.state(rec)
 	return rec, nil
 }
 

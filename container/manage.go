@@ -66,6 +66,7 @@ func Stop(roots Roots, ref string, timeout time.Duration) (*Record, bool, error)
 	} else if err != nil {
 		return rec, false, err
 	}
+	pauseAt(pauseStopSignalled)
 	if !waitGone(rec, timeout) {
 		if err := signalInit(rec, unix.SIGKILL); err != nil && !errors.Is(err, ErrNotRunning) {
 			return rec, false, err
@@ -74,6 +75,7 @@ func Stop(roots Roots, ref string, timeout time.Duration) (*Record, bool, error)
 			return rec, false, fmt.Errorf("container %s: still running after SIGKILL", rec.Name)
 		}
 	}
+	pauseAt(pauseStopExited)
 	return rec, true, settle(roots, rec)
 }
 
@@ -114,8 +116,10 @@ func settle(roots Roots, rec *Record) error {
 	return err
 }
 
-// Remove deletes a container: its cgroup, its layer directories and its record. A running
-// container is refused unless force is set, in which case it is killed first.
+// Remove deletes a container: its network attachment, its cgroup, its layer directories and its
+// record. A running container is refused unless force is set, in which case it is killed
+// first. Each step is idempotent, so a container whose creation or an earlier removal was
+// killed halfway (with or without layers, cgroup or endpoint) is removed all the same.
 func Remove(roots Roots, ref string, force bool) error {
 	store := NewStore(roots.State)
 	name, err := store.Resolve(ref)
@@ -142,11 +146,13 @@ func Remove(roots Roots, ref string, force bool) error {
 			return fmt.Errorf("container %s: still running after SIGKILL", name)
 		}
 	}
-	if rec.Endpoint != nil {
-		if err := network.NewManager(roots.State).Disconnect(rec.Endpoint); err != nil {
+	pauseAt(pauseRmKilled)
+	if ep := attachment(rec); ep != nil {
+		if err := network.NewManager(roots.State).Disconnect(ep); err != nil {
 			return fmt.Errorf("container %s: %w", name, err)
 		}
 	}
+	pauseAt(pauseRmNetwork)
 	cg, err := cgroup.Load(rec.Spec.CgroupParent, name)
 	if err != nil {
 		return err
@@ -154,10 +160,26 @@ func Remove(roots Roots, ref string, force bool) error {
 	if err := cg.Destroy(); err != nil {
 		return fmt.Errorf("container %s: %w", name, err)
 	}
+	pauseAt(pauseRmCgroup)
 	if err := removeLayers(roots, name); err != nil {
 		return fmt.Errorf("container %s: %w", name, err)
 	}
+	pauseAt(pauseRmLayers)
 	return store.Delete(name)
+}
+
+// attachment is what a container may hold on its network: its recorded endpoint or, when its
+// creator died before recording one, whatever the network has under its ID (an address, a
+// stored endpoint, a veth, port rules), which Disconnect finds by the ID. Nil without a
+// network of ours.
+func attachment(rec *Record) *network.Endpoint {
+	if rec.Endpoint != nil {
+		return rec.Endpoint
+	}
+	if !rec.Spec.bridged() || network.ValidateName(rec.Spec.Network) != nil || rec.ID == "" {
+		return nil
+	}
+	return &network.Endpoint{ID: rec.ID, Network: rec.Spec.Network, HostVeth: network.HostVethName(rec.ID)}
 }
 
 // releaseStalePorts records as stopped every container whose record says running but whose
@@ -193,12 +215,17 @@ func releaseStalePorts(roots Roots) error {
 	return nil
 }
 
-// releasePorts frees a stopped container's published ports (its IP stays until rm).
+// releasePorts frees a stopped container's published ports (its IP stays until rm), also when
+// its creator died before recording its endpoint.
 func releasePorts(roots Roots, r *Record) error {
-	if r.Endpoint == nil || len(r.Endpoint.Ports) == 0 {
+	if len(r.Spec.Ports) == 0 || (r.Endpoint != nil && len(r.Endpoint.Ports) == 0) {
 		return nil
 	}
-	if err := network.NewManager(roots.State).ReleasePorts(r.Endpoint); err != nil {
+	ep := attachment(r)
+	if ep == nil {
+		return nil
+	}
+	if err := network.NewManager(roots.State).ReleasePorts(ep); err != nil {
 		return fmt.Errorf("container %s: release ports: %w", r.Name, err)
 	}
 	return nil

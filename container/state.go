@@ -1,6 +1,8 @@
 package container
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -124,6 +126,21 @@ func (s *Store) Lock(name string) (*Lock, error) {
 	return lk, err
 }
 
+// tryLock takes the exclusive lock of an existing container if nobody holds it.
+func (s *Store) tryLock(name string) (*Lock, error) {
+	return lockDir(filepath.Join(s.root, name), unix.LOCK_EX|unix.LOCK_NB)
+}
+
+// busy reports whether someone holds the lock of a container (its creator, or a remover).
+func (s *Store) busy(name string) bool {
+	lk, err := lockDir(filepath.Join(s.root, name), unix.LOCK_SH|unix.LOCK_NB)
+	if err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK)
+	}
+	lk.Unlock()
+	return false
+}
+
 // Load reads one record without locking (records are replaced atomically).
 func (s *Store) Load(name string) (*Record, error) {
 	b, err := os.ReadFile(filepath.Join(s.root, name, configName))
@@ -163,9 +180,24 @@ func (s *Store) Update(name string, fn func(*Record) error) (*Record, error) {
 }
 
 // Delete removes a container's state directory; the caller holds its lock. A directory that
-// is already gone is not an error.
+// is already gone is not an error. The directory is first renamed out of the way, atomically,
+// so that a removal killed halfway never leaves a record without its config.json holding the
+// name; what is left under the temporary name is the collector's (see Prune).
 func (s *Store) Delete(name string) error {
-	if err := os.RemoveAll(filepath.Join(s.root, name)); err != nil {
+	dir := filepath.Join(s.root, name)
+	var suffix [8]byte
+	if _, err := rand.Read(suffix[:]); err != nil {
+		return err
+	}
+	trash := filepath.Join(s.root, ".rm-"+name+"-"+hex.EncodeToString(suffix[:]))
+	err := unix.Renameat2(unix.AT_FDCWD, dir, unix.AT_FDCWD, trash, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove state of %q: %w", name, &os.LinkError{Op: "rename", Old: dir, New: trash, Err: err})
+	}
+	if err := os.RemoveAll(trash); err != nil {
 		return fmt.Errorf("remove state of %q: %w", name, err)
 	}
 	return nil

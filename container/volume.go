@@ -10,8 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// createLayers makes a container's three overlay directories. Each must be new: a leftover
-// with the same name belongs to something else and is never reused or deleted here.
+// createLayers makes a container's three overlay directories, each marked with the state root
+// it belongs to (see Prune). Each must be new: a leftover with the same name belongs to
+// something else and is never reused or deleted here.
 func createLayers(roots Roots, name string) (err error) {
 	dirs := []string{roots.UpperDir(name), roots.WorkDir(name), roots.MergedDir(name)}
 	var made []string
@@ -33,6 +34,9 @@ func createLayers(roots Roots, name string) (err error) {
 			return err
 		}
 		made = append(made, d)
+		if err := markLayer(d, roots.State); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -1,0 +1,607 @@
+package container
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/FishingRodd/fockker/container/cgroup"
+	"github.com/FishingRodd/fockker/network"
+	"golang.org/x/sys/unix"
+)
+
+// The garbage collector (`fockker system prune`, and a cheaper pass run by ps and run) removes
+// what crashes leave behind, and only what is provably this installation's and no longer in
+// use:
+//
+//   - temporary state directories (.new-* of a reservation, .rm-* of a removal) and record
+//     directories that lost their config.json halfway through a removal;
+//   - containers whose record says created or running but whose init is gone (its creator or
+//     watcher was killed): the record is settled as stopped, its published ports are freed
+//     and its cgroup removed; its address stays until rm, as for any stopped container;
+//   - layer directories (mnt, writeLayer, workLayer entries) without a record, if they carry
+//     this state root's owner mark and nothing is mounted on them or running in their cgroup;
+//   - cgroups: only those of this installation's stopped containers, and of names whose
+//     record is gone but whose marked layers show they were ours, when no process is in
+//     them. Installations with other state roots share the cgroup parent, so a cgroup with
+//     no record here and no marked layer is never touched: it may be another one's;
+//   - network endpoints and addresses (with their veth and port rules) held by container IDs
+//     that no record of this installation has (network state lives under the state root, so
+//     it is never another installation's);
+//   - (full prune only) watchers of this state root whose container has no record: killed,
+//     which takes their container along; and mounts in the host's mount namespace under the
+//     layer directories of containers without a live record: detached.
+//
+// Concurrent runs are never disturbed: a run holds a shared flock on the state root from
+// before it reserves its record until its container has started (or it rolled back), and the
+// collector takes that flock exclusively, without waiting, so it never sees a container being
+// built. Records are locked one by one, without waiting; a busy one is left for next time.
+
+// ErrPruneBusy means runs were being created in the installation for the whole time a prune
+// was willing to wait.
+var ErrPruneBusy = errors.New("containers are being created: try again")
+
+// Pruned is one thing the collector removed or repaired.
+type Pruned struct {
+	Kind string `json:"kind"` // state, container, layer, cgroup, network, watcher, mount
+	What string `json:"what"`
+}
+
+func (p Pruned) String() string { return p.Kind + ": " + p.What }
+
+// PruneOptions says how thorough a prune is.
+type PruneOptions struct {
+	// Full also looks at every process (for watchers) and at the host's mounts, and at the
+	// cgroups of every stopped container. ps and run prune without it.
+	Full bool
+	// Wait is how long to wait for runs being created to finish; 0 means not at all.
+	Wait time.Duration
+}
+
+// layerOwnerXattr marks a layer directory with the state root of the installation that made
+// it, so that the collector never mistakes another installation's layers (in a shared image
+// root) for orphans.
+const layerOwnerXattr = "trusted.fockker.state"
+
+// watchRootEnv names, in a watcher's environment, the state root it belongs to.
+const watchRootEnv = "_FOCKKER_WATCH_ROOT"
+
+// lockInstall flocks the state root directory: shared by runs while they build a container,
+// exclusive for the collector.
+func lockInstall(root string, how int) (*Lock, error) {
+	if how&unix.LOCK_NB == 0 {
+		if err := os.MkdirAll(root, 0o711); err != nil {
+			return nil, fmt.Errorf("create state root: %w", err)
+		}
+	}
+	return lockDir(root, how)
+}
+
+// markLayer records the owner of a layer directory. A file system without trusted extended
+// attributes keeps the directory unmarked: the collector then never removes it.
+func markLayer(dir, stateRoot string) error {
+	err := unix.Setxattr(dir, layerOwnerXattr, []byte(filepath.Clean(stateRoot)), 0)
+	if err != nil && !errors.Is(err, unix.ENOTSUP) && !errors.Is(err, unix.EOPNOTSUPP) {
+		return &os.PathError{Op: "setxattr " + layerOwnerXattr, Path: dir, Err: err}
+	}
+	return nil
+}
+
+// ownedLayer reports whether dir carries the owner mark of stateRoot.
+func ownedLayer(dir, stateRoot string) bool {
+	buf := make([]byte, 4096)
+	n, err := unix.Lgetxattr(dir, layerOwnerXattr, buf)
+	return err == nil && string(buf[:n]) == filepath.Clean(stateRoot)
+}
+
+// PruneLazily is the collector's cheap pass, run by ps and run: it gives up at once if runs
+// are being created, and reports nothing. Its errors only matter to a debugging user.
+func PruneLazily(roots Roots) error {
+	if _, err := os.Stat(roots.State); err != nil {
+		return nil // nothing was ever made here
+	}
+	_, err := Prune(roots, PruneOptions{})
+	if errors.Is(err, ErrPruneBusy) {
+		return nil
+	}
+	return err
+}
+
+// Prune removes this installation's orphans (see above) and reports what it removed. What
+// was removed before an error is reported too.
+func Prune(roots Roots, opts PruneOptions) (out []Pruned, err error) {
+	if err := roots.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(roots.State); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	lk, err := lockExclusive(roots.State, opts.Wait)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Unlock()
+	g := &collector{roots: roots, store: NewStore(roots.State), opts: opts}
+	err = g.run()
+	return g.out, err
+}
+
+// lockExclusive takes the installation's lock without blocking, retrying until wait passes.
+func lockExclusive(root string, wait time.Duration) (*Lock, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		lk, err := lockInstall(root, unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return lk, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, err
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("prune %s: %w", root, ErrPruneBusy)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type collector struct {
+	roots Roots
+	store *Store
+	opts  PruneOptions
+	out   []Pruned
+}
+
+func (g *collector) add(kind, format string, args ...any) {
+	g.out = append(g.out, Pruned{Kind: kind, What: fmt.Sprintf(format, args...)})
+}
+
+func (g *collector) run() error {
+	if err := g.stateDirs(); err != nil {
+		return err
+	}
+	// Everything below compares with the records: an unreadable one stops the collector,
+	// which must not take its container's belongings for orphans.
+	recs, err := g.store.List()
+	if err != nil {
+		return err
+	}
+	if g.opts.Full {
+		if err := g.watchers(recs); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	for _, rec := range recs {
+		if err := g.settle(rec); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	names := map[string]bool{}
+	ids := map[string]bool{}
+	for _, r := range recs {
+		names[r.Name], ids[r.ID] = true, true
+	}
+	if err := g.layers(names); err != nil {
+		errs = append(errs, err)
+	}
+	if err := g.network(ids); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// stateDirs removes temporary directories of reservations and removals, and record
+// directories left without their config.json by a removal that was killed.
+func (g *collector) stateDirs() error {
+	ents, err := os.ReadDir(g.roots.State)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		name, p := e.Name(), filepath.Join(g.roots.State, e.Name())
+		if !e.IsDir() || name == networkDir {
+			continue
+		}
+		if strings.HasPrefix(name, ".new-") || strings.HasPrefix(name, ".rm-") {
+			if err := os.RemoveAll(p); err != nil {
+				return fmt.Errorf("prune: %w", err)
+			}
+			g.add("state", "temporary directory %s", p)
+			continue
+		}
+		if ValidateName("container", name) != nil {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(p, configName)); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		lk, err := g.store.tryLock(name)
+		if err != nil {
+			continue // busy or gone
+		}
+		if _, err := os.Stat(filepath.Join(p, configName)); errors.Is(err, os.ErrNotExist) {
+			err = g.store.Delete(name)
+			if err == nil {
+				g.add("state", "record directory %s without a record", p)
+			}
+		} else {
+			err = nil
+		}
+		lk.Unlock()
+		if err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
+	}
+	return nil
+}
+
+// settle records as stopped a container whose init is gone while its record says otherwise
+// (its creator or watcher was killed) and frees its ports. A container whose watcher still
+// lives is left to it: it records the exit code. A full prune also removes the empty cgroups
+// of containers recorded as stopped (their exit, OOM kills included, is recorded by then).
+func (g *collector) settle(rec *Record) error {
+	if rec.Status == Stopped {
+		if g.opts.Full {
+			return g.removeCgroup(rec.Spec.CgroupParent, rec.Name, false)
+		}
+		return nil
+	}
+	if alive(rec.Pid, rec.StartTime) || (rec.WatcherPid > 0 && processExists(rec.WatcherPid)) {
+		return nil
+	}
+	lk, err := g.store.tryLock(rec.Name)
+	if err != nil {
+		return nil // busy (being removed, or its parent records the exit) or gone
+	}
+	defer lk.Unlock()
+	cur, err := g.store.Load(rec.Name)
+	if err != nil || cur.ID != rec.ID || cur.Status == Stopped || alive(cur.Pid, cur.StartTime) {
+		return nil
+	}
+	if err := releasePorts(g.roots, cur); err != nil {
+		return err
+	}
+	cur.Status = Stopped
+	cur.FinishedAt = time.Now().Format(time.RFC3339Nano)
+	if err := g.store.Save(cur); err != nil {
+		return err
+	}
+	g.add("container", "%s (%s): its process is gone; recorded as stopped, ports freed", cur.Name, cur.ID)
+	if g.opts.Full && cur.WatcherPid > 0 {
+		// Its watcher is dead, so nobody will read the cgroup's OOM count any more. (The
+		// CLI of an attached run may still be about to: its cgroup waits for the next pass.)
+		return g.removeCgroup(cur.Spec.CgroupParent, cur.Name, false)
+	}
+	return nil
+}
+
+// processExists reports whether pid names a process that is not a zombie.
+func processExists(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+}
+
+// removeCgroup removes the cgroup parent/name if it exists and holds no process; with wait,
+// it gives processes that are exiting a moment to leave first. A busy cgroup is left alone
+// and reported with ErrBusy only when waiting was asked for.
+func (g *collector) removeCgroup(parent, name string, wait bool) error {
+	cg, err := cgroup.Load(parent, name)
+	if err != nil {
+		return err
+	}
+	if !cg.Exists() {
+		return nil
+	}
+	if busy, err := cgroupBusy(cg); err != nil {
+		return err
+	} else if busy && !wait {
+		return nil
+	}
+	if err := cg.Destroy(); err != nil {
+		return err
+	}
+	g.add("cgroup", "%s", cg)
+	return nil
+}
+
+// cgroupBusy reports whether any hierarchy of cg lists a process.
+func cgroupBusy(cg *cgroup.Cgroup) (bool, error) {
+	for _, dir := range cg.Paths() {
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if len(bytes.TrimSpace(b)) > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// layers removes the layer directories of names that have no record, if one of them carries
+// this installation's mark (the mount point's mark is hidden while something is mounted on
+// it), unless the container still runs (its cgroup has processes) or, lazily, something is
+// mounted on them. The mount point goes first and the marked directories last, so that a
+// prune that fails halfway can prove ownership next time.
+func (g *collector) layers(names map[string]bool) error {
+	subs := []string{"mnt", "writeLayer", "workLayer"}
+	candidates := map[string]bool{}
+	for _, sub := range subs {
+		ents, err := os.ReadDir(filepath.Join(g.roots.Image, sub))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if !names[e.Name()] && e.IsDir() && ValidateName("container", e.Name()) == nil {
+				candidates[e.Name()] = true
+			}
+		}
+	}
+	orphans := map[string][]string{}
+	for name := range candidates {
+		var dirs []string
+		owned := false
+		for _, sub := range subs {
+			p := filepath.Join(g.roots.Image, sub, name)
+			if _, err := os.Lstat(p); err == nil {
+				dirs = append(dirs, p)
+				owned = owned || ownedLayer(p, g.roots.State)
+			}
+		}
+		if owned {
+			orphans[name] = dirs
+		}
+	}
+	if len(orphans) == 0 {
+		return nil
+	}
+	mounts, err := mountPoints()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(orphans)) {
+		if g.opts.Full {
+			if err := g.unmountUnder(mounts, orphans[name]); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if mounts, err = mountPoints(); err != nil {
+				return err
+			}
+		}
+		if mountedUnder(mounts, orphans[name]) {
+			continue
+		}
+		// Its cgroup goes first: while a process is in it, the layers are in use. The
+		// cgroup parent of a record that is gone is unknown; ours is the default.
+		if err := g.removeCgroup(DefaultCgroupParent, name, g.opts.Full); err != nil {
+			if !errors.Is(err, cgroup.ErrBusy) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		cg, err := cgroup.Load(DefaultCgroupParent, name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if cg.Exists() {
+			continue // busy: a container without a record still runs in it
+		}
+		for _, p := range orphans[name] {
+			if err := os.RemoveAll(p); err != nil {
+				errs = append(errs, fmt.Errorf("prune: %w", err))
+				break
+			}
+			g.add("layer", "%s", p)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mountPoints returns the mount points of our mount namespace.
+func mountPoints() ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 {
+			out = append(out, unescapeMountinfo(fields[4]))
+		}
+	}
+	return out, sc.Err()
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space...) of a mountinfo path.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func under(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, dir+"/")
+}
+
+func mountedUnder(mounts, dirs []string) bool {
+	for _, m := range mounts {
+		for _, d := range dirs {
+			if under(m, d) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// unmountUnder detaches every mount on or below dirs, deepest first.
+func (g *collector) unmountUnder(mounts, dirs []string) error {
+	var mine []string
+	for _, m := range mounts {
+		for _, d := range dirs {
+			if under(m, d) {
+				mine = append(mine, m)
+			}
+		}
+	}
+	slices.SortFunc(mine, func(a, b string) int { return len(b) - len(a) })
+	for _, m := range mine {
+		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return &os.PathError{Op: "umount", Path: m, Err: err}
+		}
+		g.add("mount", "%s", m)
+	}
+	return nil
+}
+
+// network releases what container IDs without a record hold on this installation's
+// networks: endpoint, address, veth and port rules.
+func (g *collector) network(ids map[string]bool) error {
+	mgr := network.NewManager(g.roots.State)
+	if _, err := os.Stat(mgr.Root()); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	nets, err := mgr.List()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range nets {
+		holders, err := mgr.Holders(n.Name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, id := range holders {
+			if ids[id] {
+				continue
+			}
+			ep := &network.Endpoint{ID: id, Network: n.Name, HostVeth: network.HostVethName(id)}
+			if err := mgr.Disconnect(ep); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			g.add("network", "container %s on %s: endpoint, address, veth and port rules", id, n.Name)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// watchers kills the watchers of this state root whose container has no record: nobody can
+// stop or remove such a container, and it dies with its watcher. Only a full prune looks,
+// since it reads every process's command line.
+func (g *collector) watchers(recs []*Record) error {
+	known := map[int]bool{}
+	for _, r := range recs {
+		if r.WatcherPid > 0 {
+			known[r.WatcherPid] = true
+		}
+	}
+	pids, err := watcherPids(g.roots.State)
+	if err != nil {
+		return err
+	}
+	var killed []int
+	for _, pid := range pids {
+		if known[pid] {
+			continue
+		}
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			continue // gone
+		}
+		// The PID is pinned: check it is still that watcher before signalling it.
+		if isWatcherOf(pid, g.roots.State) {
+			if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err == nil {
+				killed = append(killed, pid)
+				g.add("watcher", "pid %d, whose container has no record", pid)
+			}
+		}
+		unix.Close(fd)
+	}
+	// Their containers die with them (parent-death signal); give the kernel a moment so
+	// that their cgroups and layers can go in this pass.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range killed {
+		for time.Now().Before(deadline) {
+			if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// watcherPids lists the watchers whose environment names stateRoot.
+func watcherPids(stateRoot string) ([]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if isWatcherOf(pid, stateRoot) {
+			out = append(out, pid)
+		}
+	}
+	return out, nil
+}
+
+// isWatcherOf reports whether pid is a fockker watcher of stateRoot: its command line is
+// "fockker watch..." and its environment marks it as one, for that state root.
+func isWatcherOf(pid int, stateRoot string) bool {
+	dir := "/proc/" + strconv.Itoa(pid)
+	cmdline, err := os.ReadFile(dir + "/cmdline")
+	if err != nil || !strings.HasPrefix(string(cmdline), "fockker\x00"+WatchCommand) {
+		return false
+	}
+	env, err := os.ReadFile(dir + "/environ")
+	if err != nil {
+		return false
+	}
+	vars := strings.Split(string(env), "\x00")
+	return slices.Contains(vars, watchEnv+"=1") && slices.Contains(vars, watchRootEnv+"="+filepath.Clean(stateRoot))
+}
