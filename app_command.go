@@ -175,9 +175,10 @@ func psCommand() *cli.Command {
 			if format != "" && format != "table" && format != "json" {
 				return fmt.Errorf("--format %q: want table or json", format)
 			}
-			// What crashes left behind goes first, cheaply and never waiting for runs in
-			// progress (see container.Prune); its failure does not stop ps.
-			if err := container.PruneLazily(r); err != nil {
+			// What crashes left behind goes first, cheaply, at most every few seconds, and
+			// never waiting for runs in progress (see container.Prune); its failure does not
+			// stop ps, which reconciles every record with the kernel anyway.
+			if err := container.PruneLazily(r, container.LazyPruneInterval); err != nil {
 				logrus.Debugf("prune: %v", err)
 			}
 			recs, err := container.List(r)

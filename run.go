@@ -34,7 +34,7 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 	}
 	// What crashes left behind goes first, cheaply and never waiting for other runs (see
 	// container.Prune); it may free a name, ports or addresses this run needs.
-	if err := container.PruneLazily(r); err != nil {
+	if err := container.PruneLazily(r, 0); err != nil {
 		logrus.Debugf("prune: %v", err)
 	}
 	if spec.Detach {

@@ -71,6 +71,12 @@ type PruneOptions struct {
 // root) for orphans.
 const layerOwnerXattr = "trusted.fockker.state"
 
+// LazyPruneInterval is how often ps runs the collector's cheap pass at most.
+const LazyPruneInterval = 5 * time.Second
+
+// lazyPruneXattr keeps, on the state root, when ps last ran the cheap pass.
+const lazyPruneXattr = "trusted.fockker.lazy-prune"
+
 // watchRootEnv names, in a watcher's environment, the state root it belongs to.
 const watchRootEnv = "_FOCKKER_WATCH_ROOT"
 
@@ -103,14 +109,32 @@ func ownedLayer(dir, stateRoot string) bool {
 }
 
 // PruneLazily is the collector's cheap pass, run by ps and run: it gives up at once if runs
-// are being created, and reports nothing. Its errors only matter to a debugging user.
-func PruneLazily(roots Roots) error {
+// are being created, and reports nothing. With every > 0 it runs at most that often (its last
+// run is kept in an extended attribute of the state root): ps, which scripts poll, passes
+// a few seconds; run passes 0, since what it frees (ports of a crashed run) may be what it
+// needs. Its errors only matter to a debugging user.
+func PruneLazily(roots Roots, every time.Duration) error {
 	if _, err := os.Stat(roots.State); err != nil {
 		return nil // nothing was ever made here
+	}
+	if every > 0 {
+		buf := make([]byte, 32)
+		if n, err := unix.Getxattr(roots.State, lazyPruneXattr, buf); err == nil {
+			if last, err := strconv.ParseInt(string(buf[:n]), 10, 64); err == nil && time.Since(time.Unix(0, last)) < every {
+				return nil
+			}
+		}
 	}
 	_, err := Prune(roots, PruneOptions{})
 	if errors.Is(err, ErrPruneBusy) {
 		return nil
+	}
+	if every > 0 && err == nil {
+		stamp := strconv.FormatInt(time.Now().UnixNano(), 10)
+		if err := unix.Setxattr(roots.State, lazyPruneXattr, []byte(stamp), 0); err != nil &&
+			!errors.Is(err, unix.ENOTSUP) && !errors.Is(err, unix.EOPNOTSUPP) {
+			return &os.PathError{Op: "setxattr " + lazyPruneXattr, Path: roots.State, Err: err}
+		}
 	}
 	return err
 }
@@ -192,8 +216,15 @@ func (g *collector) run() error {
 	if err := g.layers(names); err != nil {
 		errs = append(errs, err)
 	}
-	if err := g.network(ids); err != nil {
+	if err := g.unpackDirs(); err != nil {
 		errs = append(errs, err)
+	}
+	// Only a lost record leaves network state behind (a removal disconnects before it
+	// deletes the record), so the cheap pass does not read every endpoint and address.
+	if g.opts.Full {
+		if err := g.network(ids); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -417,6 +448,46 @@ func (g *collector) layers(names map[string]bool) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// unpackDirs removes what a killed first use of an image archive left: EnsureImage unpacks
+// <name>.tar into .unpack-<name>-* while it holds a lock on the archive, so a directory whose
+// archive nobody holds locked is garbage.
+func (g *collector) unpackDirs() error {
+	ents, err := os.ReadDir(g.roots.Image)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), ".unpack-")
+		i := strings.LastIndexByte(rest, '-')
+		if !ok || !e.IsDir() || i <= 0 || ValidateName("image", rest[:i]) != nil {
+			continue
+		}
+		p := filepath.Join(g.roots.Image, e.Name())
+		archive, err := os.Open(g.roots.ImageDir(rest[:i]) + ".tar")
+		if err == nil {
+			err = unix.Flock(int(archive.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+			if err != nil {
+				archive.Close()
+				continue // being unpacked
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		err = os.RemoveAll(p)
+		if archive != nil {
+			archive.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
+		g.add("image", "temporary directory %s", p)
+	}
+	return nil
 }
 
 // mountPoints returns the mount points of our mount namespace.

@@ -87,6 +87,22 @@ func TestPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A first use of an image archive that was killed while unpacking it, and one that is
+	// unpacking now (it holds the archive's lock).
+	for _, d := range []string{".unpack-gone-123", ".unpack-busy-456"} {
+		if err := os.MkdirAll(filepath.Join(f.image, d, "bin"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	busyTar, err := os.Create(filepath.Join(f.image, "busy.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busyTar.Close()
+	if err := unix.Flock(int(busyTar.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+
 	// Not ours, or not orphans: layers without our mark, a cgroup no record names.
 	foreign := filepath.Join(f.image, "writeLayer", uniq("foreign"))
 	if err := os.MkdirAll(foreign, 0o755); err != nil {
@@ -109,6 +125,7 @@ func TestPrune(t *testing.T) {
 		"state: record directory " + filepath.Join(f.state, "half"),
 		"network: container " + lostRec["id"].(string) + " on fockker0",
 		"network: container 1111111111 on fockker0",
+		"image: temporary directory " + filepath.Join(f.image, ".unpack-gone-123"),
 	} {
 		if !strings.Contains(out, "removed "+want) {
 			t.Errorf("prune did not report %q:\n%s", want, out)
@@ -144,6 +161,14 @@ func TestPrune(t *testing.T) {
 		t.Errorf("dead container lost its address before rm: %v", err)
 	}
 	// What is not ours or not an orphan is untouched.
+	if _, err := os.Stat(filepath.Join(f.image, ".unpack-busy-456")); err != nil {
+		t.Errorf("directory of an unpacking in progress removed: %v", err)
+	}
+	busyTar.Close()
+	if out := f.ok("system", "prune"); out != "removed image: temporary directory "+filepath.Join(f.image, ".unpack-busy-456")+"\n" {
+		t.Errorf("prune after the unpacking ended: %q", out)
+	}
+	os.Remove(filepath.Join(f.image, "busy.tar"))
 	if _, err := os.Stat(foreign); err != nil {
 		t.Errorf("unmarked layer removed: %v", err)
 	}
@@ -165,8 +190,8 @@ func TestPrune(t *testing.T) {
 }
 
 // TestPruneLazy: ps and run collect cheaply what crashes leave: a crashed container's ports
-// are freed for the next run, an address whose record is gone is released, temporary state
-// goes; nothing of a live container is touched.
+// are freed for the next run, temporary state goes; nothing of a live container is touched.
+// (What only a lost record leaves, such as an address of an unknown ID, is system prune's.)
 func TestPruneLazy(t *testing.T) {
 	f := newFK(t)
 	keep := uniq("keep")
@@ -175,30 +200,32 @@ func TestPruneLazy(t *testing.T) {
 	deadRec := f.detach(dead, "-p", "8080:80", "busybox", "sleep", "1000")
 	kill(t, num(t, deadRec, "watcherPid"))
 	waitFor(t, "init to die", 10*time.Second, func() bool { return procGone(num(t, deadRec, "pid")) })
-	if err := os.WriteFile(filepath.Join(f.ipamFile("fockker0", "192.168.0.250")), []byte("1111111111"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.MkdirAll(filepath.Join(f.state, ".new-x-123"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 
-	f.ok("ps")
+	f.ok("ps") // the installation's first ps: it runs the pass
 	if st := f.diskRecord(dead)["status"]; st != "stopped" {
 		t.Errorf("after ps the dead container's record says %v", st)
 	}
 	if s := f.iptablesSave("iptables-save"); strings.Contains(s, "fockker:ctr:"+deadRec["id"].(string)) {
 		t.Errorf("after ps the dead container's port rule is left")
 	}
-	if _, err := os.Stat(f.ipamFile("fockker0", "192.168.0.250")); !os.IsNotExist(err) {
-		t.Errorf("after ps the orphan address is still allocated (%v)", err)
-	}
 	if _, err := os.Stat(filepath.Join(f.state, ".new-x-123")); !os.IsNotExist(err) {
 		t.Errorf("after ps the temporary directory is left (%v)", err)
 	}
 	f.assertAttached(keepRec, "fockker0", true)
+
+	// run frees the ports of a crashed run it needs, even right after ps ran the pass.
+	dead2 := uniq("dead")
+	p := f.pauseAt("run:network", "run", "-d", "--name", dead2, "-p", "8081:80", "busybox", "sleep", "1000")
+	kill(t, p.pid)
+	f.ok("ps")
 	next := uniq("next")
 	f.detach(next, "-p", "8080:80", "busybox", "sleep", "1000")
-	f.ok("rm", "-f", dead, next)
+	next2 := uniq("next")
+	f.detach(next2, "-p", "8081:80", "busybox", "sleep", "1000")
+	f.ok("rm", "-f", dead, dead2, next, next2)
 }
 
 // TestPruneConcurrent: prune never takes anything of runs in progress: it waits for (or
