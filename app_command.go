@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -277,6 +278,9 @@ func stopCommand() *cli.Command {
 			secs := cmd.Int("t")
 			if secs < 0 {
 				return fmt.Errorf("-t %d: must not be negative", secs)
+			}
+			if int64(secs) > math.MaxInt64/int64(time.Second) {
+				return fmt.Errorf("-t %d: too large", secs)
 			}
 			return forEach(cmd, func(r container.Roots, ref string) error {
 				rec, stopped, err := container.Stop(r, ref, time.Duration(secs)*time.Second)

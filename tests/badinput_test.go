@@ -14,6 +14,10 @@ func TestBadInput(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "must-not-be-created")
 	envFile := filepath.Join(dir, "no-such-env-file")
+	badEnvFile := filepath.Join(dir, "bad.env")
+	if err := os.WriteFile(badEnvFile, []byte("A=1\n=x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	// A running container whose name the duplicate case reuses; it must keep running.
 	first := uniq("first")
@@ -67,6 +71,26 @@ func TestBadInput(t *testing.T) {
 		{"bad env", []string{"--name", "@", "-e", "=x", "busybox", "true"}, "=x", nil},
 		{"missing env file", []string{"--name", "@", "--env-file", envFile, "busybox", "true"}, envFile, nil},
 		{"unknown flag", []string{"--name", "@", "--no-such-flag", "busybox", "true"}, "no-such-flag", nil},
+		{"env key with a newline", []string{"--name", "@", "-e", "A\nB=1", "busybox", "true"}, "KEY=VALUE", nil},
+		{"env file with a bad line", []string{"--name", "@", "--env-file", badEnvFile, "busybox", "true"}, badEnvFile + ":2", nil},
+		{"memory too large", []string{"--name", "@", "-m", "99999999999999t", "busybox", "true"}, "too large", nil},
+		{"cpus more than the machine has", []string{"--name", "@", "--cpus", "100000", "busybox", "true"}, "100000", nil},
+		{"cpuset reversed", []string{"--name", "@", "--cpuset", "1-0", "busybox", "true"}, "reversed", nil},
+		{"cpushare too large", []string{"--name", "@", "--cpushare", "300000", "busybox", "true"}, "shares", nil},
+		{"hostname too long", []string{"--name", "@", "--hostname", long, "busybox", "true"}, long, nil},
+		{"volume host with ..", []string{"--name", "@", "-v", "../x:/y", "busybox", "true"}, "../x:/y", nil},
+		{"volume target /..", []string{"--name", "@", "-v", missing + ":/..", "busybox", "true"}, "root", nil},
+		{"name reserved for networks", []string{"--name", "network", "busybox", "true"}, "reserved", []string{"network"}},
+		{"publish port 0", []string{"--name", "@", "-p", "0:80", "busybox", "true"}, "0:80", nil},
+		{"publish without container port", []string{"--name", "@", "-p", "8080", "busybox", "true"}, "8080", nil},
+		{"publish port too large", []string{"--name", "@", "-p", "70000:80", "busybox", "true"}, "70000", nil},
+		{"publish sctp", []string{"--name", "@", "-p", "80:80/sctp", "busybox", "true"}, "sctp", nil},
+		{"publish a host port twice", []string{"--name", "@", "-p", "8080:80", "-p", "8080:81", "busybox", "true"}, "twice", nil},
+		{"publish with --net none", []string{"--name", "@", "--net", "none", "-p", "80:80", "busybox", "true"}, "--net none", nil},
+		{"network name with a slash", []string{"--name", "@", "--net", "a/b", "busybox", "true"}, "a/b", nil},
+		{"network name too long", []string{"--name", "@", "--net", "abcdefghijklmnop", "busybox", "true"}, "abcdefghijklmnop", nil},
+		{"missing network", []string{"--name", "@", "--net", "nosuchnet", "busybox", "true"}, "nosuchnet", nil},
+		{"missing network detached", []string{"-d", "--name", "@", "--net", "nosuchnet", "busybox", "true"}, "nosuchnet", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -153,6 +177,9 @@ func TestBadCommands(t *testing.T) {
 		{"ps with an argument", []string{"ps", "x"}, "no arguments"},
 		{"unknown command", []string{"frobnicate"}, "frobnicate"},
 		{"relative state root", []string{"--state-root", "rel", "ps"}, "rel"},
+		{"stop timeout too large", []string{"stop", "-t", "99999999999", name}, "99999999999"},
+		{"system prune with an argument", []string{"system", "prune", "x"}, "no arguments"},
+		{"system prune negative wait", []string{"system", "prune", "--wait", "-1s"}, "--wait"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
