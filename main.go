@@ -10,6 +10,7 @@ import (
 	"runtime"
 
 	"github.com/FishingRodd/fockker/container"
+	"github.com/FishingRodd/fockker/container/waiter"
 )
 
 func init() {
@@ -28,6 +29,8 @@ func main() {
 			os.Exit(container.RunInit())
 		case container.WatchCommand:
 			os.Exit(container.RunWatch())
+		case waiter.DoneCommand:
+			os.Exit(container.RunWatchDone())
 		}
 	}
 	os.Exit(run(os.Args))

@@ -349,25 +349,48 @@ func ExitCodeOf(ps *os.ProcessState) int {
 	if ps == nil {
 		return ExitEngine
 	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
+		return waitCode(ws)
 	}
 	return ps.ExitCode()
+}
+
+// waitCode is the exit code of a wait status: 128+N for a death by signal N.
+func waitCode(ws syscall.WaitStatus) int {
+	switch {
+	case ws.Signaled():
+		return 128 + int(ws.Signal())
+	case ws.Exited():
+		return ws.ExitStatus()
+	}
+	return ExitEngine
 }
 
 // Finish records the exit of a container this process waited for, and removes the container
 // when it was started with --rm. A container removed meanwhile (rm -f) is not an error.
 func (c *Container) Finish(code int) error {
-	name := c.Record.Name
-	_, err := c.store.Update(name, func(r *Record) error {
-		if err := releasePorts(c.roots, r); err != nil {
+	return finish(c.roots, c.Record, code, c.cg)
+}
+
+// errReplaced: the record under the name now belongs to another container.
+var errReplaced = errors.New("record replaced by another container")
+
+// finish records that the container rec ended with code (releasing its published ports and
+// noting an OOM kill from its cgroup cg, if known), then removes it if it was run with --rm.
+// A container removed, or replaced under its name, meanwhile is left alone.
+func finish(roots Roots, rec *Record, code int, cg *cgroup.Cgroup) error {
+	_, err := NewStore(roots.State).Update(rec.Name, func(r *Record) error {
+		if r.ID != rec.ID {
+			return errReplaced
+		}
+		if err := releasePorts(roots, r); err != nil {
 			return err
 		}
 		r.Status = Stopped
 		r.ExitCode = &code
 		r.FinishedAt = time.Now().Format(time.RFC3339Nano)
-		if c.cg != nil && code == 128+int(unix.SIGKILL) {
-			n, err := c.cg.OOMKills()
+		if cg != nil && code == 128+int(unix.SIGKILL) {
+			n, err := cg.OOMKills()
 			if err != nil {
 				return err
 			}
@@ -375,14 +398,14 @@ func (c *Container) Finish(code int) error {
 		}
 		return nil
 	})
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrNotFound) || errors.Is(err, errReplaced) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if c.Record.Spec.AutoRemove {
-		return Remove(c.roots, name, true)
+	if rec.Spec.AutoRemove {
+		return Remove(roots, rec.Name, true)
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/FishingRodd/fockker/container/cgroup"
+	"github.com/FishingRodd/fockker/container/waiter"
 	"golang.org/x/sys/unix"
 )
 
@@ -140,14 +142,80 @@ func RunWatch() int {
 	}
 	install.Close()
 	reply(watchReply{Record: c.Record})
-	code := c.Wait()
-	if err := c.Finish(code); err != nil {
-		// Nobody is left to tell but the container's log.
-		if f, ferr := os.OpenFile(req.Roots.LogPath(c.Record.Name), os.O_WRONLY|os.O_APPEND, 0); ferr == nil {
-			fmt.Fprintf(f, "fockker watcher: record exit: %v\n", err)
-			f.Close()
-		}
+	if c.logf != nil {
+		c.logf.Close() // the container holds its own copy
+	}
+	// Wait in a few kilobytes of C instead of a Go runtime (container/waiter); it comes back
+	// as `watch-done` to record the exit. Only if that exec fails does Go wait here.
+	err = waiter.Exec(c.Record.Pid, []string{
+		watchEnv + "=1", "PATH=" + os.Getenv("PATH"),
+		doneStateEnv + "=" + req.Roots.State, doneImageEnv + "=" + req.Roots.Image,
+		doneNameEnv + "=" + c.Record.Name, doneIDEnv + "=" + c.Record.ID,
+	})
+	logWatcher(req.Roots, c.Record.Name, err)
+	if err := c.Finish(c.Wait()); err != nil {
+		logWatcher(req.Roots, c.Record.Name, fmt.Errorf("record exit: %w", err))
 		return ExitEngine
 	}
 	return 0
+}
+
+// What the watcher passes through the lean waiter to `watch-done`.
+const (
+	doneStateEnv = "_FOCKKER_DONE_STATE"
+	doneImageEnv = "_FOCKKER_DONE_IMAGE"
+	doneNameEnv  = "_FOCKKER_DONE_NAME"
+	doneIDEnv    = "_FOCKKER_DONE_ID"
+)
+
+// RunWatchDone is the watcher's last step, executed by the lean waiter once the container's
+// init is gone: it records the exit (and removes a --rm container). It returns the exit code.
+func RunWatchDone() int {
+	if os.Getenv(watchEnv) != "1" {
+		fmt.Fprintln(os.Stderr, "fockker: watch-done is internal: it is started by the watcher, not by hand")
+		return ExitEngine
+	}
+	roots := Roots{State: os.Getenv(doneStateEnv), Image: os.Getenv(doneImageEnv)}
+	name, id := os.Getenv(doneNameEnv), os.Getenv(doneIDEnv)
+	ws, err := waiter.Status()
+	if err == nil {
+		err = roots.Validate()
+	}
+	if err == nil {
+		err = ValidateName("container", name)
+	}
+	if err != nil {
+		logWatcher(roots, name, err)
+		return ExitEngine
+	}
+	rec, err := NewStore(roots.State).Load(name)
+	if errors.Is(err, ErrNotFound) {
+		return 0 // removed meanwhile (rm -f)
+	}
+	if err != nil || rec.ID != id {
+		logWatcher(roots, name, err)
+		return 0
+	}
+	cg, err := cgroup.Load(rec.Spec.CgroupParent, name)
+	if err != nil {
+		logWatcher(roots, name, err)
+		cg = nil
+	}
+	if err := finish(roots, rec, waitCode(ws), cg); err != nil {
+		logWatcher(roots, name, fmt.Errorf("record exit: %w", err))
+		return ExitEngine
+	}
+	return 0
+}
+
+// logWatcher appends a watcher's error to the container's log: after the CLI has gone,
+// nobody else is left to tell. A nil error logs nothing.
+func logWatcher(roots Roots, name string, err error) {
+	if err == nil || ValidateName("container", name) != nil {
+		return
+	}
+	if f, ferr := os.OpenFile(roots.LogPath(name), os.O_WRONLY|os.O_APPEND, 0); ferr == nil {
+		fmt.Fprintf(f, "fockker watcher: %v\n", err)
+		f.Close()
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -38,7 +39,18 @@ func TestDetachedWatcher(t *testing.T) {
 	if sid := procSession(t, wpid); sid == procSession(t, os.Getpid()) {
 		t.Errorf("watcher shares the caller's session")
 	}
-	t.Logf("watcher %d: VmRSS %s, VmHWM %s, threads %s", wpid, ws["VmRSS"], ws["VmHWM"], ws["Threads"])
+	// While the container runs, the watcher is the lean C waiter (container/waiter): one
+	// thread and no Go runtime, still the same process and init's parent.
+	waitFor(t, "the watcher to become the lean waiter", 5*time.Second, func() bool {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", wpid))
+		return string(b) == "fockker\x00watch-wait\x00"
+	})
+	if ws = procStatus(wpid); ws != nil {
+		if ws["Threads"] != "1" {
+			t.Errorf("lean waiter %d has %s threads, want 1 (no Go runtime)", wpid, ws["Threads"])
+		}
+		t.Logf("watcher %d: VmRSS %s, VmHWM %s, threads %s", wpid, ws["VmRSS"], ws["VmHWM"], ws["Threads"])
+	}
 
 	rec = f.waitStatus(name, "stopped", 10*time.Second)
 	// ps may reconcile before the watcher writes: wait for the recorded exit code.
