@@ -32,10 +32,9 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	// What crashes left behind goes first, cheaply, at most every few seconds and never
-	// waiting for other runs (see container.Prune). The ports of a container that died
-	// unrecorded are freed by the network code itself when a run asks for them.
-	if err := container.PruneLazily(r, container.LazyPruneInterval); err != nil {
+	// What crashes left behind goes first, cheaply and never waiting for other runs (see
+	// container.Prune); it may free a name, ports or addresses this run needs.
+	if err := container.PruneLazily(r, 0); err != nil {
 		logrus.Debugf("prune: %v", err)
 	}
 	if spec.Detach {

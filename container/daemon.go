@@ -149,7 +149,7 @@ func RunWatch() int {
 	// as `watch-done` to record the exit. Only if that exec fails does Go wait here.
 	err = waiter.Exec(c.Record.Pid, []string{
 		watchEnv + "=1", "PATH=" + os.Getenv("PATH"),
-		doneStateEnv + "=" + req.Roots.State, doneImageEnv + "=" + req.Roots.Image,
+		watchRootEnv + "=" + filepath.Clean(req.Roots.State), doneImageEnv + "=" + req.Roots.Image,
 		doneNameEnv + "=" + c.Record.Name, doneIDEnv + "=" + c.Record.ID,
 	})
 	logWatcher(req.Roots, c.Record.Name, err)
@@ -162,7 +162,6 @@ func RunWatch() int {
 
 // What the watcher passes through the lean waiter to `watch-done`.
 const (
-	doneStateEnv = "_FOCKKER_DONE_STATE"
 	doneImageEnv = "_FOCKKER_DONE_IMAGE"
 	doneNameEnv  = "_FOCKKER_DONE_NAME"
 	doneIDEnv    = "_FOCKKER_DONE_ID"
@@ -175,7 +174,7 @@ func RunWatchDone() int {
 		fmt.Fprintln(os.Stderr, "fockker: watch-done is internal: it is started by the watcher, not by hand")
 		return ExitEngine
 	}
-	roots := Roots{State: os.Getenv(doneStateEnv), Image: os.Getenv(doneImageEnv)}
+	roots := Roots{State: os.Getenv(watchRootEnv), Image: os.Getenv(doneImageEnv)}
 	name, id := os.Getenv(doneNameEnv), os.Getenv(doneIDEnv)
 	ws, err := waiter.Status()
 	if err == nil {
