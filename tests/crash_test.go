@@ -402,13 +402,15 @@ func TestCrashStopRm(t *testing.T) {
 		step        string
 		cmd         []string // after the container's name is appended
 		killWatcher bool
-		want        string // ps status after the kill
+		want        string // ps status after the kill; "container": the container is killed instead
 	}{
 		// busybox sleep as PID 1 ignores SIGTERM: a killed stop leaves it running.
 		{"stop:signalled", []string{"stop", "-t", "30"}, false, "running"},
 		{"stop:signalled", []string{"stop", "-t", "30"}, true, "stopped"},
 		{"stop:exited", []string{"stop", "-t", "0"}, false, "stopped"},
 		{"stop:exited", []string{"stop", "-t", "0"}, true, "stopped"},
+		// The container is killed while stop waits: stop goes on and reports it stopped.
+		{"stop:signalled", []string{"stop", "-t", "30"}, false, "container"},
 		{"rm:killed", []string{"rm", "-f"}, false, "stopped"},
 		{"rm:network", []string{"rm", "-f"}, false, "stopped"},
 		{"rm:cgroup", []string{"rm", "-f"}, false, "stopped"},
@@ -418,7 +420,14 @@ func TestCrashStopRm(t *testing.T) {
 		cases = cases[1:2]
 	}
 	for _, tc := range cases {
-		t.Run(fmt.Sprintf("%s/watcher-killed=%v", tc.step, tc.killWatcher), func(t *testing.T) {
+		victim := "cli"
+		switch {
+		case tc.want == "container":
+			victim = "container"
+		case tc.killWatcher:
+			victim = "cli+watcher"
+		}
+		t.Run(tc.step+"/kill-"+victim, func(t *testing.T) {
 			t.Parallel()
 			f := newFK(t)
 			name := uniq("crash")
@@ -426,6 +435,18 @@ func TestCrashStopRm(t *testing.T) {
 			id := rec["id"].(string)
 			p := f.pauseAt(tc.step, append(tc.cmd, name)...)
 			f.diskRecord(name)
+			if tc.want == "container" {
+				kill(t, num(t, rec, "pid"))
+				p.resume(t)
+				if code := p.wait(t); code != 0 || !strings.Contains(p.out.String(), "stopped") {
+					t.Errorf("stop after its container was killed: exit %d: %s", code, p.out.String())
+				}
+				if st := f.psStatus(name); st != "stopped" {
+					t.Errorf("ps says %q", st)
+				}
+				f.removeAll(name, id)
+				return
+			}
 			kill(t, p.pid)
 			if tc.killWatcher {
 				kill(t, num(t, rec, "watcherPid"))
