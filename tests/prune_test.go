@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,6 +60,24 @@ func TestPrune(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(f.state, lost)); err != nil {
 		t.Fatal(err)
 	}
+	// Nothing can remove it any more but prune: if prune fails, the test does.
+	lostProcs := map[int]uint64{}
+	for _, key := range []string{"watcherPid", "pid"} {
+		pid := num(t, lostRec, key)
+		lostProcs[pid] = startTimeOf(t, pid)
+	}
+	t.Cleanup(func() {
+		for pid, start := range lostProcs {
+			if processIs(pid, start) {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		for _, dir := range cgroupsOf(lost) {
+			for i := 0; i < 100 && os.Remove(dir) != nil; i++ {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	})
 	kill(t, num(t, deadRec, "watcherPid"))
 	waitFor(t, "init to die", 10*time.Second, func() bool { return procGone(num(t, deadRec, "pid")) })
 
