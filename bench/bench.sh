@@ -61,7 +61,9 @@ hf() {
 	if hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/h.json" "$*" >"$work/h.log" 2>&1; then
 		record "$name" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$work/h.json")" ""
 	else
-		record "$name" "" "failed: $(tail -n 3 "$work/h.log" | tr '\n' ' ' | cut -c1-150)"
+		# The peer's own error line says why (e.g. crun on a hybrid cgroup host).
+		why=$(grep -m1 -oE '(Error|error)[: ].*' "$work/h.log" || tail -n 1 "$work/h.log")
+		record "$name" "" "failed: $(echo "$why" | tr '|' '/' | cut -c1-160)"
 	fi
 }
 
@@ -205,6 +207,14 @@ head = [
 ]
 text = "\n".join(head + lines) + "\n"
 print("\n".join(lines))
+# Hand-written history below the marker survives a new measurement.
+marker = "## Before and after"
+try:
+    old = open(out).read()
+    if marker in old:
+        text += "\n" + old[old.index(marker):]
+except FileNotFoundError:
+    pass
 open(out, "w").write(text)
 PY
 echo "bench: wrote $out" >&2
