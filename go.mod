@@ -3,7 +3,6 @@ module github.com/FishingRodd/fockker
 go 1.26.8
 
 require (
-	github.com/coreos/go-iptables v0.8.0
 	github.com/creack/pty v1.1.24
 	github.com/cyphar/filepath-securejoin v0.7.0
 	github.com/elastic/go-seccomp-bpf v1.6.0
