@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/FishingRodd/fockker/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sort"
@@ -278,39 +279,5 @@ func writeRecord(dir string, rec *Record) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, configName), append(b, '\n'), 0o600)
-}
-
-// writeFileAtomic replaces path with data so that readers see the old or the new content,
-// never a mix, and a crash leaves one of the two.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return nil
+	return atomicfile.Write(filepath.Join(dir, configName), append(b, '\n'), 0o600, atomicfile.Synced)
 }

@@ -126,19 +126,19 @@ func TestLockSeesRemoval(t *testing.T) {
 	}
 }
 
-func TestWriteFileAtomicLeavesNoTemp(t *testing.T) {
+func TestWriteRecordLeavesNoTemp(t *testing.T) {
 	dir := t.TempDir()
-	p := filepath.Join(dir, "config.json")
 	for i := 0; i < 3; i++ {
-		if err := writeFileAtomic(p, []byte(fmt.Sprint(i)), 0o600); err != nil {
+		if err := writeRecord(dir, &Record{ID: fmt.Sprint(1000000000 + i), Name: "x"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ents, _ := os.ReadDir(dir)
-	if len(ents) != 1 {
-		t.Fatalf("dir holds %v, want only config.json", ents)
+	if len(ents) != 1 || ents[0].Name() != configName {
+		t.Fatalf("dir holds %v, want only %s", ents, configName)
 	}
-	if b, _ := os.ReadFile(p); string(b) != "2" {
-		t.Fatalf("content %q", b)
+	rec, err := NewStore(filepath.Dir(dir)).Load(filepath.Base(dir))
+	if err != nil || rec.ID != "1000000002" {
+		t.Fatalf("record %+v, %v", rec, err)
 	}
 }

@@ -2,6 +2,7 @@ package container
 
 import (
 	"fmt"
+	"github.com/FishingRodd/fockker/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"time"
@@ -57,7 +58,7 @@ func pauseAt(step string) {
 	if notify == "" || !filepath.IsAbs(notify) {
 		return
 	}
-	if err := writeFileAtomic(notify, fmt.Appendf(nil, "%d %s\n", os.Getpid(), step), 0o600); err != nil {
+	if err := atomicfile.Write(notify, fmt.Appendf(nil, "%d %s\n", os.Getpid(), step), 0o600, atomicfile.Replace); err != nil {
 		fmt.Fprintf(os.Stderr, "fockker: test pause at %s: %v\n", step, err)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/FishingRodd/fockker/internal/atomicfile"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -332,7 +333,7 @@ func (m *Manager) saveEndpoint(rec *endpointRecord) error {
 	if err := os.MkdirAll(m.endpointDir(ep.Network), 0o755); err != nil {
 		return fmt.Errorf("network %s: %w", ep.Network, err)
 	}
-	if err := writeFileAtomic(m.endpointPath(ep.Network, ep.ID), b); err != nil {
+	if err := atomicfile.Write(m.endpointPath(ep.Network, ep.ID), b, 0o644, atomicfile.Durable); err != nil {
 		return fmt.Errorf("network %s: write endpoint %s: %w", ep.Network, ep.ID, err)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/FishingRodd/fockker/internal/atomicfile"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -142,7 +143,7 @@ func (m *Manager) save(n *Network) error {
 			return fmt.Errorf("network %s: %w", n.Name, err)
 		}
 	}
-	if err := writeFileAtomic(m.configPath(n.Name), b); err != nil {
+	if err := atomicfile.Write(m.configPath(n.Name), b, 0o644, atomicfile.Durable); err != nil {
 		return fmt.Errorf("network %s: write config: %w", n.Name, err)
 	}
 	return nil

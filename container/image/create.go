@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"compress/gzip"
 	"fmt"
+	"github.com/FishingRodd/fockker/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -127,5 +128,5 @@ func WriteFile(path string, fill func(io.Writer) error) error {
 		return err
 	}
 	ok = true
-	return syncDir(dir)
+	return atomicfile.SyncDir(dir)
 }

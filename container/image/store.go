@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/FishingRodd/fockker/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -366,7 +367,7 @@ func (s *Store) install(images []staged, force bool) (err error) {
 		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(s.metaPath(st.meta.Name), append(b, '\n'), 0o644); err != nil {
+		if err := atomicfile.Write(s.metaPath(st.meta.Name), append(b, '\n'), 0o644, atomicfile.Durable); err != nil {
 			return err
 		}
 		dst := s.dirPath(st.meta.Name)
@@ -377,7 +378,7 @@ func (s *Store) install(images []staged, force bool) (err error) {
 		if err := os.Rename(st.path, dst); err != nil {
 			return err
 		}
-		if err := syncDir(s.root); err != nil {
+		if err := atomicfile.SyncDir(s.root); err != nil {
 			return err
 		}
 	}
@@ -456,56 +457,6 @@ func dirSize(dir string) (int64, error) {
 		return nil
 	})
 	return total, err
-}
-
-// writeFileAtomic writes a file so that readers see the old content or the new, never a part:
-// a temporary file in the same directory, fsync, rename, fsync of the directory.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(path)+"-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return &os.PathError{Op: "fsync", Path: dir, Err: err}
-	}
-	return nil
 }
 
 func removeFile(path string) error {

@@ -3,6 +3,7 @@ package ipam
 import (
 	"errors"
 	"fmt"
+	"github.com/FishingRodd/fockker/internal/atomicfile"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -98,7 +99,7 @@ func (s *DiskStore) Reserve(id string, ip netip.Addr) (bool, error) {
 		err = cerr
 	}
 	if err == nil {
-		err = syncDir(s.dir)
+		err = atomicfile.SyncDir(s.dir)
 	}
 	if err != nil {
 		return false, errors.Join(err, os.Remove(path))
@@ -156,44 +157,5 @@ func (s *DiskStore) LastReserved() (netip.Addr, error) {
 // state: it is renamed into place but not synced, since a hint lost or torn
 // by a crash only costs round-robin order (LastReserved starts over).
 func (s *DiskStore) SetLastReserved(ip netip.Addr) error {
-	return replaceFile(filepath.Join(s.dir, lastReservedFileName), []byte(ip.String()))
-}
-
-// replaceFile writes data to a temporary file next to path and renames it
-// over path, so readers see the old or the new content, never a mix. It
-// does not sync.
-func replaceFile(path string, data []byte) (retErr error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if retErr != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return atomicfile.Write(filepath.Join(s.dir, lastReservedFileName), []byte(ip.String()), 0o644, atomicfile.Replace)
 }

@@ -1,0 +1,72 @@
+// Package atomicfile replaces files so that readers see the old content or the new, never a
+// mix, and a crash leaves one of the two.
+package atomicfile
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// Durability says how far a write must reach before it returns.
+type Durability int
+
+const (
+	// Replace only renames a complete temporary file into place: safe against a crash of
+	// the writer, not against a power loss. For hints and caches.
+	Replace Durability = iota
+	// Synced fsyncs the data before the rename: after a power loss the file holds the old
+	// or the new content, never a torn one. For records.
+	Synced
+	// Durable also fsyncs the directory, so the new content itself survives a power loss.
+	Durable
+)
+
+// Write replaces path with data (mode applies to the new file) through a temporary file in
+// the same directory, which is removed again on any failure.
+func Write(path string, data []byte, mode os.FileMode, d Durability) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := f.Chmod(mode); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if d >= Synced {
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	if d >= Durable {
+		return SyncDir(dir)
+	}
+	return nil
+}
+
+// SyncDir fsyncs a directory, making the renames and creations in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return &os.PathError{Op: "fsync", Path: dir, Err: err}
+	}
+	return nil
+}
