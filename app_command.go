@@ -172,9 +172,9 @@ func psCommand() *cli.Command {
 			if cmd.NArg() > 0 {
 				return fmt.Errorf("ps takes no arguments, got %q", cmd.Args().Slice())
 			}
-			format := cmd.String("format")
-			if format != "" && format != "table" && format != "json" {
-				return fmt.Errorf("--format %q: want table or json", format)
+			asJSON, err := jsonFormat(cmd)
+			if err != nil {
+				return err
 			}
 			// What crashes left behind goes first, cheaply, at most every few seconds, and
 			// never waiting for runs in progress (see container.Prune); its failure does not
@@ -186,20 +186,37 @@ func psCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return printPs(os.Stdout, recs, cmd.Bool("q"), format == "json")
+			return printPs(os.Stdout, recs, cmd.Bool("q"), asJSON)
 		},
 	}
+}
+
+// jsonFormat checks --format (table or json) and reports whether it asks for JSON.
+func jsonFormat(cmd *cli.Command) (bool, error) {
+	switch f := cmd.String("format"); f {
+	case "", "table":
+		return false, nil
+	case "json":
+		return true, nil
+	default:
+		return false, fmt.Errorf("--format %q: want table or json", f)
+	}
+}
+
+// printJSON writes a list as indented JSON; an empty list is [], never null.
+func printJSON[T any](w io.Writer, list []T) error {
+	if list == nil {
+		list = []T{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(list)
 }
 
 // printPs writes the seed's table (ID NAME PID STATUS COMMAND CREATED), IDs, or JSON.
 func printPs(w io.Writer, recs []*container.Record, quiet, asJSON bool) error {
 	if asJSON {
-		if recs == nil {
-			recs = []*container.Record{}
-		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(recs)
+		return printJSON(w, recs)
 	}
 	if quiet {
 		for _, r := range recs {
@@ -364,9 +381,7 @@ func inspectCommand() *cli.Command {
 				}
 				recs = append(recs, rec)
 			}
-			enc := json.NewEncoder(os.Stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(recs)
+			return printJSON(os.Stdout, recs)
 		},
 	}
 }
@@ -412,21 +427,16 @@ func networkCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					format := cmd.String("format")
-					if format != "" && format != "table" && format != "json" {
-						return fmt.Errorf("--format %q: want table or json", format)
+					asJSON, err := jsonFormat(cmd)
+					if err != nil {
+						return err
 					}
 					nets, err := network.NewManager(r.State).List()
 					if err != nil {
 						return err
 					}
-					if format == "json" {
-						if nets == nil {
-							nets = []*network.Network{}
-						}
-						enc := json.NewEncoder(os.Stdout)
-						enc.SetIndent("", "  ")
-						return enc.Encode(nets)
+					if asJSON {
+						return printJSON(os.Stdout, nets)
 					}
 					tw := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
 					fmt.Fprintln(tw, "Name\tIpRange\tType")
@@ -474,26 +484,21 @@ func imagesAction(ctx context.Context, cmd *cli.Command) error {
 	if cmd.NArg() > 0 {
 		return fmt.Errorf("images takes no arguments, got %q", cmd.Args().Slice())
 	}
-	format := cmd.String("format")
-	if format != "" && format != "table" && format != "json" {
-		return fmt.Errorf("--format %q: want table or json", format)
+	asJSON, err := jsonFormat(cmd)
+	if err != nil {
+		return err
 	}
 	imgs, err := container.Images(r).List()
 	if err != nil {
 		return err
 	}
-	return printImages(os.Stdout, imgs, cmd.Bool("q"), format == "json")
+	return printImages(os.Stdout, imgs, cmd.Bool("q"), asJSON)
 }
 
 // printImages writes NAME SIZE CREATED SOURCE, names only, or JSON.
 func printImages(w io.Writer, imgs []*image.Image, quiet, asJSON bool) error {
 	if asJSON {
-		if imgs == nil {
-			imgs = []*image.Image{}
-		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(imgs)
+		return printJSON(w, imgs)
 	}
 	if quiet {
 		for _, i := range imgs {
