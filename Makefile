@@ -22,12 +22,14 @@ image: deps
 	@scripts/busybox-image.sh $(IMAGE_ROOT)
 
 # A real container: foreground with its output, then a detached one through ps/logs/stop/rm.
+# --net none: the demo never touches the machine's own network (no bridge, no iptables rules);
+# networks are shown in the README and exercised by the tests in namespaces of their own.
 demo: deps build image
-	@echo '$$ fockker run --rm busybox sh -c "..."'
-	@$(BIN) --image-root $(IMAGE_ROOT) run --rm --name fockker-demo -m 64m busybox \
+	@echo '$$ fockker run --rm --net none -m 64m busybox sh -c "..."'
+	@$(BIN) --image-root $(IMAGE_ROOT) run --rm --net none --name fockker-demo -m 64m busybox \
 		sh -c 'echo "hello from $$(hostname), I am PID $$$$"; echo "my processes:"; ps; echo "my mounts:"; mount | head -3'
-	@echo '$$ fockker run -d busybox sh -c "while true; do date; sleep 1; done"'
-	@$(BIN) --image-root $(IMAGE_ROOT) run -d --name fockker-demo-d busybox sh -c 'while true; do date; sleep 1; done'
+	@echo '$$ fockker run -d --net none busybox sh -c "while true; do date; sleep 1; done"'
+	@$(BIN) --image-root $(IMAGE_ROOT) run -d --net none --name fockker-demo-d busybox sh -c 'while true; do date; sleep 1; done'
 	@sleep 2
 	@$(BIN) --image-root $(IMAGE_ROOT) ps
 	@$(BIN) --image-root $(IMAGE_ROOT) logs fockker-demo-d
