@@ -30,6 +30,10 @@ type Options struct {
 	// Seccomp is "" for docker's default profile, SeccompUnconfined for none, or the JSON of
 	// a profile (read when the container was created, as docker keeps it).
 	Seccomp string `json:"seccomp,omitempty"`
+
+	// compiled is what ParseFlags already worked out, so the process that parsed the flags
+	// does not compile the filter twice; it does not travel with the JSON.
+	compiled *Process
 }
 
 // Flags are the raw values of run's security flags.
@@ -62,9 +66,11 @@ func ParseFlags(f Flags) (Options, error) {
 			return Options{}, err
 		}
 	}
-	if _, err := o.Process(); err != nil {
+	p, err := o.Process()
+	if err != nil {
 		return Options{}, err
 	}
+	o.compiled = p
 	return o, nil
 }
 
@@ -155,6 +161,9 @@ type Process struct {
 // Process computes the restrictions of o on this machine: the capability set (which fockker
 // must itself hold; for --privileged, all that it holds) and the compiled seccomp filter.
 func (o Options) Process() (*Process, error) {
+	if o.compiled != nil {
+		return o.compiled, nil
+	}
 	held, err := ownPermitted()
 	if err != nil {
 		return nil, err
