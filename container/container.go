@@ -448,9 +448,6 @@ func (c *Container) Destroy() error {
 	return errors.Join(errs...)
 }
 
-// Pid is the host PID of the container's init.
-func (c *Container) Pid() int { return c.Record.Pid }
-
 // Signal sends sig to the container's init (the CLI forwards the signals it receives).
 func (c *Container) Signal(sig os.Signal) error {
 	if c.cmd == nil || c.cmd.Process == nil {

@@ -1,7 +1,6 @@
 package container
 
 import (
-	"errors"
 	"fmt"
 )
 
@@ -65,15 +64,4 @@ func RunningRecord(roots Roots, ref string) (*Record, error) {
 		return nil, fmt.Errorf("container %s: %w", rec.Name, ErrNotRunning)
 	}
 	return rec, nil
-}
-
-// IsUsage reports whether err is the user's mistake rather than the engine's.
-func IsUsage(err error) bool {
-	for _, e := range []error{ErrInvalidName, ErrInvalidVolume, ErrInvalidEnv, ErrInvalidRoot,
-		ErrRelativeRoot, ErrNameInUse, ErrNotFound, ErrAmbiguous, ErrImageNotFound, ErrRunning, ErrNotRunning} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }

@@ -57,6 +57,15 @@ func validateID(id string) error {
 	return nil
 }
 
+// validate checks the names in an endpoint that came from a record, before they touch a
+// path or an interface.
+func (ep *Endpoint) validate() error {
+	if err := ValidateName(ep.Network); err != nil {
+		return err
+	}
+	return validateID(ep.ID)
+}
+
 // HostVethName returns the name of the host end of a container's veth
 // pair: "veth" and the first 11 characters of its ID.
 func HostVethName(id string) string {

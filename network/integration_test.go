@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/FishingRodd/fockker/network/driver"
@@ -471,7 +473,7 @@ func TestConnectRollback(t *testing.T) {
 	if out := c2.run(t, "ip", "-o", "link", "show", "lo"); strings.Contains(out, ",UP") {
 		t.Fatalf("lo of a fresh namespace is already up: %s", out)
 	}
-	if err := LoopbackUp(c2.pid); err != nil {
+	if err := loopbackUp(c2.pid); err != nil {
 		t.Fatal(err)
 	}
 	if out := c2.run(t, "ip", "-o", "link", "show", "lo"); !strings.Contains(out, ",UP") {
@@ -606,4 +608,30 @@ func TestDisconnectAfterExit(t *testing.T) {
 			tb.mustUnchanged(t, pristine, "containers that exited")
 		})
 	}
+}
+
+// loopbackUp brings up lo in the network namespace of process pid (the engine's init does
+// this itself for its containers; the test's stand-in containers need it done for them).
+func loopbackUp(pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("loopback: invalid pid %d", pid)
+	}
+	ns, err := netns.GetFromPid(pid)
+	if err != nil {
+		return fmt.Errorf("loopback: network namespace of pid %d: %w", pid, err)
+	}
+	defer ns.Close()
+	nl, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("loopback: netlink: %w", err)
+	}
+	defer nl.Close()
+	lo, err := nl.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("loopback: find lo of pid %d: %w", pid, err)
+	}
+	if err := nl.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("loopback: bring up lo of pid %d: %w", pid, err)
+	}
+	return nil
 }

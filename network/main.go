@@ -469,10 +469,7 @@ func (m *Manager) Disconnect(ep *Endpoint) error {
 	if ep == nil {
 		return nil
 	}
-	if err := ValidateName(ep.Network); err != nil {
-		return err
-	}
-	if err := validateID(ep.ID); err != nil {
+	if err := ep.validate(); err != nil {
 		return err
 	}
 	return m.withLock(unix.LOCK_EX, func() error {
@@ -550,10 +547,7 @@ func (m *Manager) ReleasePorts(ep *Endpoint) error {
 	if ep == nil {
 		return nil
 	}
-	if err := ValidateName(ep.Network); err != nil {
-		return err
-	}
-	if err := validateID(ep.ID); err != nil {
+	if err := ep.validate(); err != nil {
 		return err
 	}
 	return m.withLock(unix.LOCK_EX, func() error {
@@ -581,30 +575,4 @@ func (m *Manager) ReleasePorts(ep *Endpoint) error {
 		stored.Ports = nil
 		return m.saveEndpoint(stored)
 	})
-}
-
-// LoopbackUp brings up lo in the network namespace of process pid, for a
-// container run with "--net none".
-func LoopbackUp(pid int) error {
-	if pid <= 0 {
-		return fmt.Errorf("loopback: invalid pid %d", pid)
-	}
-	ns, err := netns.GetFromPid(pid)
-	if err != nil {
-		return fmt.Errorf("loopback: network namespace of pid %d: %w", pid, err)
-	}
-	defer ns.Close()
-	nl, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("loopback: netlink: %w", err)
-	}
-	defer nl.Close()
-	lo, err := nl.LinkByName("lo")
-	if err != nil {
-		return fmt.Errorf("loopback: find lo of pid %d: %w", pid, err)
-	}
-	if err := nl.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("loopback: bring up lo of pid %d: %w", pid, err)
-	}
-	return nil
 }
