@@ -25,8 +25,6 @@ func main() {
 	// or network set-up meant for the host ever runs inside a container.
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case container.InitCommand:
-			os.Exit(container.RunInit())
 		case container.WatchCommand:
 			os.Exit(container.RunWatch())
 		case waiter.DoneCommand:

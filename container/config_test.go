@@ -98,18 +98,3 @@ func TestParseStartTime(t *testing.T) {
 		}
 	}
 }
-
-func TestLookPath(t *testing.T) {
-	if _, code, err := lookPath("definitely-not-a-command", "/nonexistent:/also-not"); code != ExitNotFound || err == nil {
-		t.Errorf("missing command: code %d, err %v; want 127", code, err)
-	}
-	if p, code, err := lookPath("sh", "/nonexistent:/bin"); err != nil || code != 0 || p != "/bin/sh" {
-		t.Errorf("sh: %q %d %v", p, code, err)
-	}
-	if _, code, _ := lookPath("/etc/passwd", ""); code != ExitCannotExec && code != ExitNotFound {
-		t.Errorf("/etc/passwd: code %d, want 126", code)
-	}
-	if _, code, _ := lookPath("", ""); code != ExitNotFound {
-		t.Errorf("empty: code %d, want 127", code)
-	}
-}

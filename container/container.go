@@ -1,21 +1,20 @@
 package container
 
 import (
-	"bufio"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/FishingRodd/fockker/container/cgroup"
+	"github.com/FishingRodd/fockker/container/security"
 	"github.com/FishingRodd/fockker/network"
+	"github.com/FishingRodd/fockker/nsenter"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,11 +55,11 @@ type Container struct {
 	// install is a shared lock on the state root, held from before the record is reserved
 	// until the container started or was destroyed: the collector never sees it half-built.
 	install *Lock
-	cmd     *exec.Cmd
+	init    *nsenter.Init
+	cmd     *exec.Cmd // init.Cmd once started
 	cg      *cgroup.Cgroup
-	layers  bool          // the overlay directories are ours to remove
-	ctl     *os.File      // to init: config, then the start byte
-	status  *bufio.Reader // from init: ready / error reports
+	proc    *security.Process // what the container's processes are restricted to
+	layers  bool              // the overlay directories are ours to remove
 	logf    *os.File
 }
 
@@ -146,7 +145,7 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 			return nil, err
 		}
 	}
-	c = &Container{Record: rec, roots: roots, store: store, lock: lock, install: install}
+	c = &Container{Record: rec, roots: roots, store: store, lock: lock, install: install, proc: proc}
 	defer func() {
 		if err != nil {
 			c.Destroy()
@@ -179,7 +178,7 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		c.logf = f
 		stdio.Stdout, stdio.Stderr = f, f
 	}
-	if err := c.startInit(stdio); err != nil {
+	if err := c.startInit(stdio, lower); err != nil {
 		return c, err
 	}
 	// Recorded at once: whatever happens to us from now on, ps can tell whether the
@@ -191,21 +190,16 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		return c, err
 	}
 	pauseAt(pauseRunInit)
-	cfg := initConfig{
-		Args: rec.Spec.Args, Env: rec.Spec.Env, Cwd: rec.Spec.WorkingDir, Hostname: rec.Spec.Hostname,
-		Tty: stdio.Tty, OwnNet: spec.ownNet(), Lower: lower, Upper: roots.UpperDir(rec.Name), Work: roots.WorkDir(rec.Name),
-		Merged: roots.MergedDir(rec.Name), Volumes: rec.Spec.Volumes, Security: proc,
+	if err := c.init.Ready(); err != nil {
+		return c, initError(err)
 	}
-	if err := json.NewEncoder(c.ctl).Encode(&cfg); err != nil {
-		return c, fmt.Errorf("send config to init: %w", err)
+	// The user is looked up in the container's own /etc/passwd and /etc/group, now that its
+	// root (volumes included) is built, as runc does.
+	id, err := security.ResolveUserIn(fmt.Sprintf("/proc/%d/root", rec.Pid), proc.User)
+	if err != nil {
+		return c, fmt.Errorf("user %q: %w", proc.User, err)
 	}
-	if msg, err := c.readStatus(); err != nil {
-		return c, err
-	} else if msg.Type != "ready" || msg.User == nil {
-		return c, fmt.Errorf("container init: unexpected report %q", msg.Type)
-	} else {
-		rec.User = msg.User
-	}
+	rec.User = &id
 	if spec.bridged() {
 		if len(spec.Ports) > 0 {
 			// A dead container that nobody recorded as stopped must not hold the ports.
@@ -218,37 +212,70 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		}
 		pauseAt(pauseRunNetwork)
 	}
-	if err := store.Save(rec); err != nil {
-		return c, err
-	}
+	// User, address and endpoint reach the record with the start (Start saves it): a creator
+	// that dies before leaves a record whose endpoint rm finds by the container's ID.
 	return c, nil
 }
 
-// startInit re-executes this binary as the container's init in new namespaces and puts it
-// in the container's cgroup before it receives its config.
-func (c *Container) startInit(stdio IO) error {
-	ctlR, ctlW, err := os.Pipe()
+// startInit starts the container's init in new namespaces (the init constructor of package
+// nsenter: no Go runtime starts in it). The init joins the container's cgroup, builds the
+// root and then waits for its command.
+func (c *Container) startInit(stdio IO, lower string) error {
+	rec := c.Record
+	overlay := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, c.roots.UpperDir(rec.Name), c.roots.WorkDir(rec.Name))
+	if rec.Spec.AutoRemove {
+		// The layers of a --rm container are deleted when it exits, and are garbage after a
+		// crash: nothing is lost if the overlay never syncs them (its unmount would otherwise
+		// sync the whole file system under them, on the path the user waits on).
+		overlay += ",volatile"
+	}
+	cfg := &nsenter.InitConfig{
+		Overlay:      overlay,
+		Root:         c.roots.MergedDir(rec.Name),
+		Hostname:     rec.Spec.Hostname,
+		Cwd:          rec.Spec.WorkingDir,
+		Tty:          stdio.Tty,
+		Loopback:     rec.Spec.ownNet(),
+		Restrict:     !c.proc.Privileged,
+		ReadOnlyRoot: c.proc.ReadOnlyRootfs,
+	}
+	// The init is cloned straight into the cgroup v2 directory (CLONE_INTO_CGROUP) and joins
+	// the v1 ones itself: either way the kernel never moves a running process between v2
+	// cgroups, which costs a full RCU grace period (~10 ms) per container.
+	v2, err := c.splitCgroupDirs(cfg)
 	if err != nil {
 		return err
 	}
-	stR, stW, err := os.Pipe()
-	if err != nil {
-		ctlR.Close()
-		ctlW.Close()
-		return err
+	defer v2.Close()
+	if cfg.Restrict {
+		cfg.MaskedPaths, cfg.ReadonlyPaths = security.MaskedPaths(), security.ReadonlyPaths()
 	}
-	defer ctlR.Close()
-	defer stW.Close()
-	c.ctl = ctlW
-	c.status = bufio.NewReader(stR)
-
-	cmd := exec.Command("/proc/self/exe")
-	cmd.Args = []string{"fockker", InitCommand}
-	cmd.Env = []string{initEnv + "=1"} // never the host's environment
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
-	cmd.ExtraFiles = []*os.File{ctlR, stW} // fds 3 and 4
+	for _, v := range rec.Spec.Volumes {
+		// A missing host directory is created, as the seed does.
+		if _, err := os.Stat(v.Host); errors.Is(err, os.ErrNotExist) {
+			if err := os.MkdirAll(v.Host, 0o755); err != nil {
+				return fmt.Errorf("volume %s: create host directory: %w", v, err)
+			}
+		}
+		cfg.Volumes = append(cfg.Volumes, nsenter.Bind{Source: v.Host, Target: v.Target, ReadOnly: v.ReadOnly})
+	}
+	in, err := nsenter.NewInit("/proc/self/exe", cfg)
+	if err != nil {
+		return fmt.Errorf("container init: %w", err)
+	}
+	cmd := in.Cmd
+	// A nil *os.File must reach exec.Cmd as a nil interface, which means /dev/null.
+	if stdio.Stdin != nil {
+		cmd.Stdin = stdio.Stdin
+	}
+	if stdio.Stdout != nil {
+		cmd.Stdout = stdio.Stdout
+	}
+	if stdio.Stderr != nil {
+		cmd.Stderr = stdio.Stderr
+	}
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWPID)
-	if c.Record.Spec.ownNet() {
+	if rec.Spec.ownNet() {
 		flags |= unix.CLONE_NEWNET
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -259,15 +286,58 @@ func (c *Container) startInit(stdio IO) error {
 		// The container lives no longer than its parent (the CLI or the watcher).
 		Pdeathsig: unix.SIGKILL,
 	}
-	if err := cmd.Start(); err != nil {
+	if v2 != nil {
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = int(v2.Fd())
+	}
+	err = cmd.Start()
+	in.Started()
+	if err != nil {
+		in.Close()
 		return fmt.Errorf("start container init: %w", err)
 	}
-	c.cmd = cmd
-	c.Record.Pid = cmd.Process.Pid
-	if err := c.cg.Add(cmd.Process.Pid); err != nil {
-		return err
-	}
+	c.init, c.cmd = in, cmd
+	rec.Pid = cmd.Process.Pid
 	return nil
+}
+
+// splitCgroupDirs puts the container's cgroup v1 directories in cfg, for the init to join,
+// and opens its cgroup v2 directory (nil if it has none), to clone the init into.
+func (c *Container) splitCgroupDirs(cfg *nsenter.InitConfig) (*os.File, error) {
+	var v2 *os.File
+	for _, d := range cgroupDirs(c.cg) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(d, &st); err != nil {
+			v2.Close()
+			return nil, &os.PathError{Op: "statfs", Path: d, Err: err}
+		}
+		if st.Type != unix.CGROUP2_SUPER_MAGIC {
+			cfg.CgroupDirs = append(cfg.CgroupDirs, d)
+			continue
+		}
+		if v2 != nil {
+			v2.Close()
+			return nil, fmt.Errorf("cgroup %s: two cgroup v2 directories", c.Record.Name)
+		}
+		f, err := os.OpenFile(d, os.O_RDONLY|unix.O_DIRECTORY, 0)
+		if err != nil {
+			return nil, err
+		}
+		v2 = f
+	}
+	return v2, nil
+}
+
+// initError turns what the init reported into the exit code and message fockker ends with.
+func initError(err error) error {
+	var ie *nsenter.InitError
+	if errors.As(err, &ie) {
+		return &ExitError{Code: ie.Code, Err: errors.New(ie.Msg)}
+	}
+	if errors.Is(err, io.EOF) {
+		return errors.New("container init: exited before it was ready")
+	}
+	return fmt.Errorf("container init: %w", err)
 }
 
 // connect attaches the parked init's network namespace to the container's network (the
@@ -288,40 +358,28 @@ func (c *Container) connect() error {
 	return nil
 }
 
-// readStatus reads one report from init. EOF means init is gone: its exit status explains.
-func (c *Container) readStatus() (*initMsg, error) {
-	line, err := c.status.ReadBytes('\n')
-	if err == io.EOF && len(line) == 0 {
-		return nil, io.EOF
-	}
-	if err != nil && err != io.EOF {
-		return nil, fmt.Errorf("read init status: %w", err)
-	}
-	var msg initMsg
-	if err := json.Unmarshal(line, &msg); err != nil {
-		return nil, fmt.Errorf("container init: malformed report %q: %w", strings.TrimSpace(string(line)), err)
-	}
-	if msg.Type == "error" {
-		return nil, &ExitError{Code: msg.Code, Err: errors.New(msg.Error)}
-	}
-	return &msg, nil
-}
-
 // Start releases init to exec the user's command and returns once the exec has happened
 // (or failed, with docker's 126/127 exit code). The record then says running.
 func (c *Container) Start() error {
 	pauseAt(pauseRunBeforeStart)
-	if _, err := c.ctl.Write([]byte{1}); err != nil {
-		return fmt.Errorf("start container: %w", err)
+	rec := c.Record
+	env := rec.Spec.Env
+	if envValue(env, "HOME") == "" {
+		env = MergeEnv(env, []string{"HOME=" + rec.User.Home})
 	}
-	c.ctl.Close()
-	c.ctl = nil
-	// The status pipe is close-on-exec in init: EOF means the exec succeeded.
-	if msg, err := c.readStatus(); err != io.EOF {
-		if err == nil {
-			err = fmt.Errorf("container init: unexpected report %q", msg.Type)
-		}
-		return err
+	cfg := &nsenter.Config{
+		Pid:        rec.Pid,
+		StartTime:  rec.StartTime,
+		Namespaces: rec.namespaces(),
+		Cwd:        rec.Spec.WorkingDir,
+		Env:        env,
+		Args:       rec.Spec.Args,
+	}
+	restrict(cfg, c.proc, *rec.User)
+	err := c.init.Exec(cfg)
+	c.init.Close()
+	if err != nil {
+		return initError(err)
 	}
 	c.Record.Status = Running
 	c.Record.StartedAt = time.Now().Format(time.RFC3339Nano)
@@ -413,9 +471,8 @@ func finish(roots Roots, rec *Record, code int, cg *cgroup.Cgroup) error {
 // Destroy undoes Create: kills init if it runs, removes the cgroup, the layers and the record.
 func (c *Container) Destroy() error {
 	var errs []error
-	if c.ctl != nil {
-		c.ctl.Close()
-		c.ctl = nil
+	if c.init != nil {
+		c.init.Close()
 	}
 	if c.cmd != nil && c.cmd.Process != nil {
 		_ = c.cmd.Process.Kill() // it may have exited already; Wait tells

@@ -2,6 +2,7 @@ package container
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/FishingRodd/fockker/container/image"
 )
@@ -23,3 +24,16 @@ var (
 	ErrInternal      = errors.New("internal command")
 	ErrUnsafeArchive = image.ErrUnsafeArchive
 )
+
+// ExitEngine is the exit code of a fockker command that failed itself, docker's 125 (126 and
+// 127, a command that cannot be run or was not found, come from the container's init).
+const ExitEngine = 125
+
+func envValue(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}

@@ -2,10 +2,11 @@ package container
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/FishingRodd/fockker/container/cgroup"
@@ -53,11 +54,7 @@ func ExecCommand(roots Roots, ref string, opts ExecOptions) (*exec.Cmd, *Record,
 	if err != nil {
 		return nil, nil, err
 	}
-	var dirs []string
-	for _, d := range cg.Paths() {
-		dirs = append(dirs, d)
-	}
-	sort.Strings(dirs)
+	dirs := cgroupDirs(cg)
 	cwd := opts.Cwd
 	if cwd == "" {
 		cwd = rec.Spec.WorkingDir
@@ -83,6 +80,13 @@ func ExecCommand(roots Roots, ref string, opts ExecOptions) (*exec.Cmd, *Record,
 	return cmd, rec, nil
 }
 
+// cgroupDirs lists cg's directories, one per hierarchy, in a stable order.
+func cgroupDirs(cg *cgroup.Cgroup) []string {
+	dirs := slices.Collect(maps.Values(cg.Paths()))
+	slices.Sort(dirs)
+	return dirs
+}
+
 // restrict gives an exec'd command the restrictions of the container's own processes: its
 // user and groups, capabilities, no_new_privs and seccomp filter (compiled again from the
 // profile recorded at run time).
@@ -96,6 +100,13 @@ func (r *Record) restrict(cfg *nsenter.Config) error {
 	if r.User != nil {
 		id = *r.User
 	}
+	restrict(cfg, proc, id)
+	return nil
+}
+
+// restrict sets cfg's user, capabilities, no_new_privs and seccomp filter to those of a
+// container process running as id under proc.
+func restrict(cfg *nsenter.Config, proc *security.Process, id security.Identity) {
 	sets := proc.CapSets(id.UID)
 	cfg.Creds = &nsenter.Creds{UID: id.UID, GID: id.GID, Groups: id.AdditionalGIDs}
 	cfg.Caps = &nsenter.Caps{Bounding: sets.Bounding, Effective: sets.Effective, Permitted: sets.Permitted,
@@ -104,7 +115,6 @@ func (r *Record) restrict(cfg *nsenter.Config) error {
 	if proc.Seccomp != nil {
 		cfg.Seccomp = &nsenter.Seccomp{Flags: proc.Seccomp.Flags, Instructions: proc.Seccomp.Instructions()}
 	}
-	return nil
 }
 
 // namespaces lists the namespaces a container has of its own, which exec joins.

@@ -331,3 +331,93 @@ int nsenter_parse_start_time(const char *stat, size_t len, uint64_t *out)
 	*out = v;
 	return 0;
 }
+
+static int get_clean_list(struct reader *r, char ***out, size_t *count, const char *what)
+{
+	size_t i;
+
+	if (get_list(r, NSENTER_INIT_MAX_PATHS, NSENTER_MAX_PATH, out, count, what) < 0)
+		return -1;
+	for (i = 0; i < *count; i++)
+		if (!is_clean_abs((*out)[i]))
+			return fail(r, "%s: %s is not a clean absolute path", what, (*out)[i]);
+	return 0;
+}
+
+int nsenter_decode_init(const unsigned char *buf, size_t len, struct nsenter_init_config *cfg,
+			char *err, size_t errlen)
+{
+	struct reader r = {buf, len, err, errlen};
+	const unsigned char *h = NULL;
+	uint32_t n, i;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (len > NSENTER_MAX_CONFIG)
+		return fail(&r, "%zu bytes exceed the limit of %d", len, NSENTER_MAX_CONFIG);
+	if (get_bytes(&r, NSENTER_INIT_HEADER_SIZE, &h, "header") < 0)
+		return -1;
+	if (memcmp(h, NSENTER_INIT_MAGIC, 4) != 0)
+		return fail(&r, "bad magic");
+	if (h[4] != NSENTER_INIT_VERSION)
+		return fail(&r, "unsupported version %u", h[4]);
+	cfg->flags = h[5];
+	if (cfg->flags & ~NSENTER_INIT_FLAGS_ALL)
+		return fail(&r, "unknown flags 0x%x", cfg->flags);
+	if (h[6] != 0 || h[7] != 0)
+		return fail(&r, "reserved header bytes are not zero");
+
+	if (get_string(&r, NSENTER_MAX_PATH, &cfg->overlay, "overlay") < 0)
+		return -1;
+	if (cfg->overlay[0] == '\0')
+		return fail(&r, "no overlay mount data");
+	if (get_string(&r, NSENTER_MAX_PATH, &cfg->root, "root") < 0)
+		return -1;
+	if (!is_clean_abs(cfg->root) || strcmp(cfg->root, "/") == 0)
+		return fail(&r, "root %s is not a clean absolute path below /", cfg->root);
+	if (get_string(&r, NSENTER_INIT_MAX_HOSTNAME, &cfg->hostname, "hostname") < 0)
+		return -1;
+	if (cfg->hostname[0] == '\0')
+		return fail(&r, "empty hostname");
+	if (get_string(&r, NSENTER_MAX_PATH, &cfg->cwd, "cwd") < 0)
+		return -1;
+	if (cfg->cwd[0] != '\0' && !is_clean_abs(cfg->cwd))
+		return fail(&r, "cwd %s is not a clean absolute path", cfg->cwd);
+	if (get_list(&r, NSENTER_MAX_CGROUPS, NSENTER_MAX_PATH, &cfg->cgroups, &cfg->ncgroups, "cgroup dirs") < 0)
+		return -1;
+	for (i = 0; i < cfg->ncgroups; i++)
+		if (!is_clean_abs(cfg->cgroups[i]))
+			return fail(&r, "cgroup dir %s is not a clean absolute path", cfg->cgroups[i]);
+	if (get_clean_list(&r, &cfg->masked, &cfg->nmasked, "masked paths") < 0 ||
+	    get_clean_list(&r, &cfg->readonly, &cfg->nreadonly, "read-only paths") < 0)
+		return -1;
+
+	if (get_u32(&r, &n, "volumes") < 0)
+		return -1;
+	if (n > NSENTER_INIT_MAX_VOLUMES)
+		return fail(&r, "volumes: %u entries exceed the limit of %d", n, NSENTER_INIT_MAX_VOLUMES);
+	if ((size_t)n > r.left / 12)
+		return fail(&r, "truncated at volumes");
+	cfg->volumes = calloc((size_t)n + 1, sizeof(struct nsenter_volume));
+	if (cfg->volumes == NULL)
+		return fail(&r, "volumes: out of memory");
+	for (i = 0; i < n; i++) {
+		struct nsenter_volume *v = &cfg->volumes[i];
+		uint32_t flags;
+
+		if (get_string(&r, NSENTER_MAX_PATH, &v->source, "volume source") < 0 ||
+		    get_string(&r, NSENTER_MAX_PATH, &v->target, "volume target") < 0 ||
+		    get_u32(&r, &flags, "volume flags") < 0)
+			return -1;
+		if (v->source[0] != '/')
+			return fail(&r, "volume source %s is not absolute", v->source);
+		if (!is_clean_abs(v->target) || strcmp(v->target, "/") == 0)
+			return fail(&r, "volume target %s is not a clean absolute path below /", v->target);
+		if (flags & ~NSENTER_VOLUME_FLAGS_ALL)
+			return fail(&r, "volume %s: unknown flags 0x%x", v->target, flags);
+		v->flags = flags;
+	}
+	cfg->nvolumes = n;
+	if (r.left != 0)
+		return fail(&r, "%zu trailing bytes", r.left);
+	return 0;
+}

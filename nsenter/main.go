@@ -1,12 +1,15 @@
 //go:build linux && cgo
 
-// Package nsenter runs a command inside a running container's namespaces
-// and cgroups through a C constructor that acts before the Go runtime starts.
+// Package nsenter starts processes inside containers through C constructors
+// that act before the Go runtime starts: a command joining a running
+// container (exec), and a new container's first process (init).
 //
-// Every binary linking this package carries the constructor. It returns at
-// once unless the private variable _FOCKKER_NSENTER_FD is set; then it reads
-// a Config from that fd, joins the container and never returns into Go (see
-// nsenter.c). Command builds such a process.
+// Every binary linking this package carries the constructors. They return at
+// once unless a private variable is set: with _FOCKKER_NSENTER_FD one reads a
+// Config from that fd, joins the container and never returns into Go (see
+// nsenter.c; Command builds such a process); with _FOCKKER_INIT_FD the other
+// builds a new container's root and becomes its command (see init.c;
+// NewInit builds such a process).
 package nsenter
 
 /*
@@ -15,6 +18,7 @@ package nsenter
 
 __attribute__((constructor)) static void fockker_nsenter_init(void)
 {
+	nsenter_init_constructor();
 	nsenter_constructor();
 }
 */
@@ -76,6 +80,30 @@ var (
 	_ [nsPIDBit - C.NSENTER_NS_PID]struct{}
 	_ [C.NSENTER_NS_CGROUP - nsCgroupBit]struct{}
 	_ [nsCgroupBit - C.NSENTER_NS_CGROUP]struct{}
+	_ [C.NSENTER_INIT_VERSION - initVersion]struct{}
+	_ [initVersion - C.NSENTER_INIT_VERSION]struct{}
+	_ [C.NSENTER_INIT_HEADER_SIZE - initHeaderSize]struct{}
+	_ [initHeaderSize - C.NSENTER_INIT_HEADER_SIZE]struct{}
+	_ [C.NSENTER_INIT_CONFIG_FD - initConfigFD]struct{}
+	_ [initConfigFD - C.NSENTER_INIT_CONFIG_FD]struct{}
+	_ [C.NSENTER_INIT_STATUS_FD - initStatusFD]struct{}
+	_ [initStatusFD - C.NSENTER_INIT_STATUS_FD]struct{}
+	_ [C.NSENTER_INIT_MAX_VOLUMES - maxVolumes]struct{}
+	_ [maxVolumes - C.NSENTER_INIT_MAX_VOLUMES]struct{}
+	_ [C.NSENTER_INIT_MAX_PATHS - maxInitPaths]struct{}
+	_ [maxInitPaths - C.NSENTER_INIT_MAX_PATHS]struct{}
+	_ [C.NSENTER_INIT_MAX_HOSTNAME - maxHostname]struct{}
+	_ [maxHostname - C.NSENTER_INIT_MAX_HOSTNAME]struct{}
+	_ [C.NSENTER_INIT_TTY - initTTY]struct{}
+	_ [initTTY - C.NSENTER_INIT_TTY]struct{}
+	_ [C.NSENTER_INIT_LOOPBACK - initLoopback]struct{}
+	_ [initLoopback - C.NSENTER_INIT_LOOPBACK]struct{}
+	_ [C.NSENTER_INIT_RESTRICT - initRestrict]struct{}
+	_ [initRestrict - C.NSENTER_INIT_RESTRICT]struct{}
+	_ [C.NSENTER_INIT_RO_ROOT - initReadOnlyRoot]struct{}
+	_ [initReadOnlyRoot - C.NSENTER_INIT_RO_ROOT]struct{}
+	_ [C.NSENTER_VOLUME_RO - volumeReadOnly]struct{}
+	_ [volumeReadOnly - C.NSENTER_VOLUME_RO]struct{}
 	_ [C.NSENTER_EXIT_SETUP - ExitSetup]struct{}
 	_ [ExitSetup - C.NSENTER_EXIT_SETUP]struct{}
 	_ [C.NSENTER_EXIT_CANNOT_RUN - ExitCannotRun]struct{}
@@ -87,6 +115,9 @@ var (
 // cEnvName returns NSENTER_ENV, which must equal envFD; it is checked by the
 // tests, which cannot use cgo themselves.
 func cEnvName() string { return C.NSENTER_ENV }
+
+// cInitEnvName returns NSENTER_INIT_ENV, which must equal initEnvFD.
+func cInitEnvName() string { return C.NSENTER_INIT_ENV }
 
 // cParseStartTime runs the C parser of /proc/PID/stat, for the tests.
 func cParseStartTime(stat []byte) (uint64, bool) {

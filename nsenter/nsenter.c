@@ -112,6 +112,11 @@ struct target {
  * any thread exists, so a plain static is safe. */
 static int report_fd = -1;
 
+/* report_prefix starts every message: the command that failed, as the user
+ * knows it ("fockker exec: "), or nothing for the container's init, whose
+ * creator adds its own context. */
+static const char *report_prefix = "fockker exec: ";
+
 /* vreport prints "fockker exec: MESSAGE[: strerror]" on stderr; in a
  * detached command's child it sends code and message to the parent instead,
  * which prints them on the caller's stderr. */
@@ -122,7 +127,7 @@ static void vreport(int code, int errnum, const char *fmt, va_list ap)
 	int k;
 
 	buf[0] = (char)code;
-	k = snprintf(buf + n, sizeof(buf) - n, "fockker exec: ");
+	k = snprintf(buf + n, sizeof(buf) - n, "%s", report_prefix);
 	if (k > 0)
 		n += (size_t)k;
 	k = vsnprintf(buf + n, sizeof(buf) - n, fmt, ap);
@@ -365,9 +370,16 @@ static const char *env_get(char **env, const char *key)
 /* exec_failed reports why file could not be run and exits like docker. */
 __attribute__((noreturn)) static void exec_failed(const char *file, int err)
 {
+	/* The usual reasons in the words the Go side uses everywhere else. */
+	const char *why = err == ENOENT ? "no such file or directory"
+			: err == ENOTDIR ? "not a directory"
+			: err == EACCES ? "permission denied"
+			: err == ENOEXEC ? "exec format error"
+			: strerror(err);
+
 	if (err == ENOENT || err == ENOTDIR)
-		fatal(NSENTER_EXIT_NOT_FOUND, "%s: %s", file, strerror(err));
-	fatal(NSENTER_EXIT_CANNOT_RUN, "%s: %s", file, strerror(err));
+		fatal(NSENTER_EXIT_NOT_FOUND, "%s: %s", file, why);
+	fatal(NSENTER_EXIT_CANNOT_RUN, "%s: %s", file, why);
 }
 
 /* exec_command runs args[0] with execve. A name without '/' is looked up in
@@ -500,8 +512,6 @@ static void drop_privileges(const struct nsenter_config *cfg)
 __attribute__((noreturn)) static void child(const struct nsenter_config *cfg, const sigset_t *mask,
 					    int nullfd)
 {
-	const char *cwd = cfg->cwd[0] != '\0' ? cfg->cwd : "/";
-
 	if (sigprocmask(SIG_SETMASK, mask, NULL) < 0)
 		fatal_errno("restore signal mask");
 	if (cfg->flags & NSENTER_FLAG_TTY) {
@@ -519,11 +529,7 @@ __attribute__((noreturn)) static void child(const struct nsenter_config *cfg, co
 		if (setsid() < 0)
 			fatal_errno("setsid");
 	}
-	if (chdir(cwd) < 0)
-		fatal_errno("chdir to %s", cwd);
-	close_extra_fds();
-	drop_privileges(cfg);
-	exec_command(cfg);
+	nsenter_become(cfg);
 }
 
 /*
@@ -677,6 +683,54 @@ __attribute__((noreturn)) static void run(const char *fdstr)
 	if (cfg.flags & NSENTER_FLAG_DETACH)
 		_exit(wait_started(pid, rep));
 	_exit(wait_child(&cfg, pid, &set));
+}
+
+/* What init.c shares (see nsenter.h). */
+
+void nsenter_set_report(int fd, const char *prefix)
+{
+	report_fd = fd;
+	report_prefix = prefix;
+}
+
+void nsenter_die(int code, int errnum, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(code, errnum, fmt, ap);
+	va_end(ap);
+	_exit(code);
+}
+
+void nsenter_become(const struct nsenter_config *cfg)
+{
+	const char *cwd = cfg->cwd[0] != '\0' ? cfg->cwd : "/";
+	sigset_t none;
+	int retry = 0, sig;
+
+	/* The command starts with every signal at its default and none blocked,
+	 * whatever its creator ignored (a detached container's watcher ignores
+	 * SIGTERM and SIGHUP; a shell cannot trap what it inherits ignored). */
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL); /* EINVAL for the libc-reserved ones: fine */
+	sigemptyset(&none);
+	if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+		fatal_errno("unblock signals");
+
+	/* Enter the working directory as root or, if root may not (a directory
+	 * on a root-squashed volume), as the user once it is set, as runc does. */
+	if (chdir(cwd) < 0) {
+		if (errno != EACCES && errno != EPERM)
+			fatal_errno("working directory %s", cwd);
+		retry = 1;
+	}
+	close_extra_fds();
+	drop_privileges(cfg);
+	if (retry && chdir(cwd) < 0)
+		fatal_errno("working directory %s", cwd);
+	exec_command(cfg);
 }
 
 void nsenter_constructor(void)

@@ -124,8 +124,101 @@ int nsenter_decode(const unsigned char *buf, size_t len, struct nsenter_config *
  * from the last ')'. Returns 0 on success, -1 if the line is malformed. */
 int nsenter_parse_start_time(const char *stat, size_t len, uint64_t *out);
 
+/* Shared with init.c, the container init constructor. */
+
+/* nsenter_set_report sends every later error report to fd (one write: a byte
+ * with the exit code, then prefix, the message and '\n') instead of stderr. */
+void nsenter_set_report(int fd, const char *prefix);
+
+/* nsenter_die reports the message (with strerror(errnum) unless errnum is 0)
+ * and exits with code. */
+__attribute__((noreturn, format(printf, 3, 4))) void nsenter_die(int code, int errnum,
+								  const char *fmt, ...);
+
+/* nsenter_become turns the calling process into cfg's command: working
+ * directory, only fds 0-2 (and the report fd, close-on-exec), the container's
+ * restrictions, then execve with PATH lookup. It never returns; failures are
+ * reported and exit 125, 126 or 127. cfg's pid, start time, namespaces,
+ * cgroups, tty and detach fields are not used. */
+__attribute__((noreturn)) void nsenter_become(const struct nsenter_config *cfg);
+
+/* nsenter_init_constructor returns at once unless NSENTER_INIT_ENV is set;
+ * otherwise it never returns: it builds a new container's root and becomes
+ * its first process (see init.c). */
+void nsenter_init_constructor(void);
+
 /* nsenter_constructor returns at once unless NSENTER_ENV is set; otherwise it
  * never returns: it runs the configured command and exits with its status. */
 void nsenter_constructor(void);
+
+/*
+ * The container init (init.c). Its creator starts the binary with
+ * NSENTER_INIT_ENV=3 in new namespaces; fd 3 carries messages from the
+ * creator, fd 4 (close-on-exec) reports back. Each message on fd 3 is a u32
+ * length followed by that many bytes:
+ *
+ *   1. the root: written before the process starts, in the format below;
+ *   2. the command: an nsenter config as above (its pid, start time and
+ *      namespaces describe the init itself and are not used), sent once the
+ *      creator has put the init in its cgroup and network. EOF instead means
+ *      the creator gave up: the init exits 125 without a word.
+ *
+ * Reports on fd 4: one byte 0 once the root is ready; on any failure one
+ * byte with the exit code (125, 126, 127), the reason and '\n'. A successful
+ * execve closes fd 4 without a word.
+ *
+ * Root message, integers little-endian:
+ *   0  4  magic "FKIN"
+ *   4  1  version (NSENTER_INIT_VERSION)
+ *   5  1  flags (NSENTER_INIT_*; unknown bits rejected)
+ *   6  2  zero
+ *   8  .. overlay     string, the overlay's mount data (lowerdir=...)
+ *         root        string, clean absolute path the overlay is mounted on
+ *         hostname    string, 1..64 bytes
+ *         cwd         string, "" or clean absolute: made if missing
+ *         cgroups     list of clean absolute cgroup dirs the init joins first
+ *         masked      list of clean absolute paths (NSENTER_INIT_RESTRICT)
+ *         readonly    list of clean absolute paths (NSENTER_INIT_RESTRICT)
+ *         volumes     u32 count <= NSENTER_INIT_MAX_VOLUMES, then each:
+ *                       string source (absolute host path, must exist),
+ *                       string target (clean absolute path in the container),
+ *                       u32 flags (NSENTER_VOLUME_*)
+ */
+#define NSENTER_INIT_ENV "_FOCKKER_INIT_FD"
+#define NSENTER_INIT_MAGIC "FKIN"
+#define NSENTER_INIT_VERSION 1
+#define NSENTER_INIT_HEADER_SIZE 8
+#define NSENTER_INIT_CONFIG_FD 3
+#define NSENTER_INIT_STATUS_FD 4
+#define NSENTER_INIT_MAX_VOLUMES 1024
+#define NSENTER_INIT_MAX_PATHS 256
+#define NSENTER_INIT_MAX_HOSTNAME 64
+
+#define NSENTER_INIT_TTY 0x01u      /* stdin is a terminal: bind it on /dev/console */
+#define NSENTER_INIT_LOOPBACK 0x02u /* bring lo up (a network namespace of its own) */
+#define NSENTER_INIT_RESTRICT 0x04u /* read-only /sys, masked and read-only paths */
+#define NSENTER_INIT_RO_ROOT 0x08u  /* remount the root read-only */
+#define NSENTER_INIT_FLAGS_ALL 0x0fu
+
+#define NSENTER_VOLUME_RO 0x01u
+#define NSENTER_VOLUME_FLAGS_ALL 0x01u
+
+struct nsenter_volume {
+	char *source, *target;
+	unsigned flags;
+};
+
+struct nsenter_init_config {
+	unsigned flags;
+	char *overlay, *root, *hostname, *cwd;
+	char **cgroups, **masked, **readonly;
+	size_t ncgroups, nmasked, nreadonly;
+	struct nsenter_volume *volumes;
+	size_t nvolumes;
+};
+
+/* nsenter_decode_init fills cfg from a root message; like nsenter_decode. */
+int nsenter_decode_init(const unsigned char *buf, size_t len, struct nsenter_init_config *cfg,
+			char *err, size_t errlen);
 
 #endif

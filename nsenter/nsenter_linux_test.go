@@ -369,16 +369,16 @@ func TestExitCodes(t *testing.T) {
 		{"killed by SIGKILL", "/bin", []string{busybox, "sh", "-c", "kill -KILL $$"}, 128 + 9, "", ""},
 		{"killed by SIGSEGV", "/bin", []string{busybox, "sh", "-c", "kill -SEGV $$"}, 128 + 11, "", ""},
 		{"not in PATH", "/bin", []string{"no-such-command-fockker"}, 127, "", "no-such-command-fockker: executable file not found in $PATH"},
-		{"missing path", "/bin", []string{"/no/such/command"}, 127, "", "/no/such/command: No such file or directory"},
-		{"not executable", "/bin", []string{plain}, 126, "", "Permission denied"},
-		{"directory", "/bin", []string{dir}, 126, "", "Permission denied"},
-		{"no shebang is not run by a shell", "/bin", []string{noShebang}, 126, "", "Exec format error"},
+		{"missing path", "/bin", []string{"/no/such/command"}, 127, "", "/no/such/command: no such file or directory"},
+		{"not executable", "/bin", []string{plain}, 126, "", "permission denied"},
+		{"directory", "/bin", []string{dir}, 126, "", "permission denied"},
+		{"no shebang is not run by a shell", "/bin", []string{noShebang}, 126, "", "exec format error"},
 		{"host PATH not used", "/nonexistent", []string{"busybox", "true"}, 127, "", "not found in $PATH"},
 		{"empty PATH", "", []string{"busybox", "true"}, 0, "", ""}, // default PATH has /bin
 		{"PATH from the config", filepath.Join(dir, "bin2"), []string{"hello"}, 0, "hello from PATH\n", ""},
 		{"PATH skips non-executable", filepath.Join(dir, "bin1") + "::" + filepath.Join(dir, "bin2"), []string{"tool"}, 0, "from-bin2\n", ""},
-		{"PATH finds no-shebang file", filepath.Join(dir, "bin3") + ":" + filepath.Join(dir, "bin2"), []string{"noshebang"}, 126, "", "bin3/noshebang: Exec format error"},
-		{"PATH finds only non-executable", filepath.Join(dir, "bin1"), []string{"tool"}, 126, "", "tool: Permission denied"},
+		{"PATH finds no-shebang file", filepath.Join(dir, "bin3") + ":" + filepath.Join(dir, "bin2"), []string{"noshebang"}, 126, "", "bin3/noshebang: exec format error"},
+		{"PATH finds only non-executable", filepath.Join(dir, "bin1"), []string{"tool"}, 126, "", "tool: permission denied"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := tg.config(tc.args...)
@@ -412,7 +412,7 @@ func TestWorkingDir(t *testing.T) {
 	m := marker(t)
 	c := tg.config(touchArgs(m)...)
 	c.Cwd = "/no/such/dir"
-	expectSetupFailure(t, runConfig(t, c), "chdir to /no/such/dir: No such file or directory", m)
+	expectSetupFailure(t, runConfig(t, c), "working directory /no/such/dir: No such file or directory", m)
 }
 
 // TestRefusesStaleTarget: whatever is wrong with the target, exit 125 and

@@ -154,39 +154,3 @@ func ownPermitted() (uint64, error) {
 	}
 	return uint64(data[0].Permitted) | uint64(data[1].Permitted)<<32, nil
 }
-
-// dropBounding removes every capability up to last that is not in keep from the calling
-// thread's bounding set.
-func dropBounding(keep uint64, last capability.Cap) error {
-	for c := capability.Cap(0); c <= last && c < 64; c++ {
-		if keep&(1<<uint(c)) != 0 {
-			continue
-		}
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != unix.EINVAL {
-			return fmt.Errorf("drop %s from the bounding set: %w", capName(c), err)
-		}
-	}
-	return nil
-}
-
-// setCaps sets the calling thread's effective, permitted, inheritable and ambient sets.
-func setCaps(s CapSets) error {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	data := [2]unix.CapUserData{
-		{Effective: uint32(s.Effective), Permitted: uint32(s.Permitted), Inheritable: uint32(s.Inheritable)},
-		{Effective: uint32(s.Effective >> 32), Permitted: uint32(s.Permitted >> 32), Inheritable: uint32(s.Inheritable >> 32)},
-	}
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("capset: %w", err)
-	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
-		return fmt.Errorf("clear ambient capabilities: %w", err)
-	}
-	for _, n := range capNames(s.Ambient) {
-		c, _ := capByName(n)
-		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0); err != nil {
-			return fmt.Errorf("raise ambient %s: %w", n, err)
-		}
-	}
-	return nil
-}

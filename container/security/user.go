@@ -252,38 +252,13 @@ func LookupUser(spec string, passwd, group io.Reader) (Identity, error) {
 	return id, nil
 }
 
-// ResolveUser looks spec up in /etc/passwd and /etc/group of the calling process's root: in
-// a container's init, after pivot_root, these are the container's files. A missing file is
-// an empty database; one that is not a regular file (a FIFO, a device) is refused.
-func ResolveUser(spec string) (Identity, error) {
-	passwd, err := openDB(PasswdPath)
-	if err != nil {
-		return Identity{}, err
-	}
-	if passwd != nil {
-		defer passwd.Close()
-	}
-	group, err := openDB(GroupPath)
-	if err != nil {
-		return Identity{}, err
-	}
-	if group != nil {
-		defer group.Close()
-	}
-	// A nil *os.File must reach LookupUser as a nil io.Reader.
-	var pr, gr io.Reader
-	if passwd != nil {
-		pr = passwd
-	}
-	if group != nil {
-		gr = group
-	}
-	return LookupUser(spec, pr, gr)
-}
-
-// openDB opens a database file without blocking on a FIFO; nil, nil if it does not exist.
-func openDB(path string) (*os.File, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+// openDBIn opens a database file under the root rfd without blocking on a FIFO; nil, nil if
+// it does not exist.
+func openDBIn(rfd int, path string) (*os.File, error) {
+	fd, err := unix.Openat2(rfd, strings.TrimPrefix(path, "/"), &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
 	if errors.Is(err, unix.ENOENT) {
 		return nil, nil
 	}
@@ -301,4 +276,27 @@ func openDB(path string) (*os.File, error) {
 		return nil, fmt.Errorf("%s: not a regular file", path)
 	}
 	return f, nil
+}
+
+// ResolveUserIn looks spec up in /etc/passwd and /etc/group under root (a container's root
+// seen from the host, /proc/PID/root of its init). Both are opened with RESOLVE_IN_ROOT:
+// the image's symlinks resolve inside root, never to the host's files.
+func ResolveUserIn(root, spec string) (Identity, error) {
+	rfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return Identity{}, &os.PathError{Op: "open", Path: root, Err: err}
+	}
+	defer unix.Close(rfd)
+	var files [2]io.Reader // a nil *os.File must reach LookupUser as a nil io.Reader
+	for i, p := range []string{PasswdPath, GroupPath} {
+		f, err := openDBIn(rfd, p)
+		if err != nil {
+			return Identity{}, err
+		}
+		if f != nil {
+			defer f.Close()
+			files[i] = f
+		}
+	}
+	return LookupUser(spec, files[0], files[1])
 }

@@ -120,24 +120,46 @@ func TestLookupUserLimits(t *testing.T) {
 	}
 }
 
-func TestOpenDB(t *testing.T) {
-	dir := t.TempDir()
-	if f, err := openDB(filepath.Join(dir, "missing")); err != nil || f != nil {
-		t.Errorf("missing file: %v, %v", f, err)
-	}
-	if _, err := openDB(dir); err == nil {
-		t.Error("a directory was accepted")
-	}
-	if _, err := openDB("/dev/zero"); err == nil {
-		t.Error("a device was accepted")
-	}
-	p := filepath.Join(dir, "passwd")
-	if err := os.WriteFile(p, []byte(testPasswd), 0o644); err != nil {
+func TestResolveUserIn(t *testing.T) {
+	root := t.TempDir()
+	outside := filepath.Join(t.TempDir(), "passwd")
+	if err := os.WriteFile(outside, []byte("evil:x:4242:4242::/evil:/bin/sh\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f, err := openDB(p)
-	if err != nil {
+	if err := os.Mkdir(filepath.Join(root, "etc"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
+	// No files: root by number only.
+	if id, err := ResolveUserIn(root, "0"); err != nil || id.UID != 0 || id.Home != "/" {
+		t.Errorf("uid 0 without files: %+v, %v", id, err)
+	}
+	// An absolute symlink (and one climbing with ..) resolves inside the root, never to the
+	// host's file.
+	for _, target := range []string{outside, "../../../../../../.." + outside} {
+		link := filepath.Join(root, PasswdPath)
+		os.Remove(link)
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		if id, err := ResolveUserIn(root, "evil"); err == nil {
+			t.Errorf("symlink to %s: the host's passwd was read: %+v", target, id)
+		}
+	}
+	os.Remove(filepath.Join(root, PasswdPath))
+	if err := os.Mkdir(filepath.Join(root, PasswdPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ResolveUserIn(root, "root"); err == nil {
+		t.Error("a directory as passwd was accepted")
+	}
+	os.Remove(filepath.Join(root, PasswdPath))
+	if err := os.WriteFile(filepath.Join(root, PasswdPath), []byte(testPasswd), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ResolveUserIn(root, "nobody"); err != nil {
+		t.Errorf("nobody: %v", err)
+	}
+	if _, err := ResolveUserIn(filepath.Join(root, "missing"), "0"); err == nil {
+		t.Error("a missing root was accepted")
+	}
 }

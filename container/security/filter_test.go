@@ -15,10 +15,9 @@ import (
 // childEnv makes the test binary act as a child that restricts itself and reports.
 const childEnv = "FOCKKER_SECURITY_TEST_CHILD"
 
-// childRequest is what a child applies before it reports.
+// childRequest is what a child applies before it reports: the filter, with no_new_privs.
 type childRequest struct {
-	Process  *Process
-	Identity *Identity // nil: only load the filter, with no_new_privs
+	Process *Process
 }
 
 // childReport is what the child saw after restricting itself, on the restricted thread.
@@ -51,9 +50,6 @@ func init() {
 }
 
 func childApply(req childRequest) error {
-	if req.Identity != nil {
-		return req.Process.Apply(*req.Identity)
-	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return err
 	}
@@ -159,59 +155,4 @@ func TestFilterOnKernel(t *testing.T) {
 	if rep.Inet != "" || rep.Mkdir != "" {
 		t.Errorf("allowed calls failed: socket(AF_INET) %q, mkdir %q", rep.Inet, rep.Mkdir)
 	}
-}
-
-// TestApply runs the whole drop sequence of a container's init in a child, as a user and
-// as root, and reads the result from /proc/thread-self/status.
-func TestApply(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("changing user, groups and the bounding set needs root")
-	}
-	t.Run("user with no_new_privs", func(t *testing.T) {
-		rep := runChild(t, childRequest{Process: defaultProcess(t, true),
-			Identity: &Identity{UID: 1000, GID: 1001, AdditionalGIDs: []uint32{1001, 10}}})
-		want := map[string]string{
-			"Uid": "1000 1000 1000 1000", "Gid": "1001 1001 1001 1001", "Groups": "10 1001",
-			"CapBnd": "00000000a80425fb", "CapEff": "0000000000000000", "CapPrm": "0000000000000000",
-			"CapInh": "0000000000000000", "CapAmb": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2",
-		}
-		for k, v := range want {
-			if rep.Status[k] != v {
-				t.Errorf("%s: %q, want %q", k, rep.Status[k], v)
-			}
-		}
-		if rep.Unshare != "EPERM" || rep.Vsock != "EPERM" {
-			t.Errorf("unshare %q, vsock %q: want EPERM", rep.Unshare, rep.Vsock)
-		}
-		if rep.Mkdir != "" {
-			t.Errorf("mkdir in a world-writable directory: %q", rep.Mkdir)
-		}
-	})
-	t.Run("root without no_new_privs", func(t *testing.T) {
-		rep := runChild(t, childRequest{Process: defaultProcess(t, false),
-			Identity: &Identity{UID: 0, GID: 0, AdditionalGIDs: []uint32{0}}})
-		want := map[string]string{
-			"Uid": "0 0 0 0", "Groups": "0", "CapBnd": "00000000a80425fb", "CapEff": "00000000a80425fb",
-			"CapPrm": "00000000a80425fb", "CapInh": "0000000000000000", "NoNewPrivs": "0", "Seccomp": "2",
-		}
-		for k, v := range want {
-			if rep.Status[k] != v {
-				t.Errorf("%s: %q, want %q", k, rep.Status[k], v)
-			}
-		}
-		if rep.Unshare != "EPERM" {
-			t.Errorf("unshare %q: want EPERM", rep.Unshare)
-		}
-	})
-	t.Run("no capabilities, no filter", func(t *testing.T) {
-		rep := runChild(t, childRequest{Process: &Process{}, Identity: &Identity{AdditionalGIDs: []uint32{0}}})
-		for k, v := range map[string]string{"CapBnd": "0000000000000000", "CapEff": "0000000000000000", "Seccomp": "0"} {
-			if rep.Status[k] != v {
-				t.Errorf("%s: %q, want %q", k, rep.Status[k], v)
-			}
-		}
-		if rep.Mkdir != "" {
-			t.Errorf("mkdir: %q", rep.Mkdir)
-		}
-	})
 }

@@ -1,0 +1,263 @@
+//go:build linux && cgo
+
+package nsenter
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestInitEnvNameMatchesC(t *testing.T) {
+	if cInitEnvName() != initEnvFD {
+		t.Fatalf("C reads %q, Go sets %q", cInitEnvName(), initEnvFD)
+	}
+}
+
+func validInit() *InitConfig {
+	return &InitConfig{
+		Overlay:       "lowerdir=/l,upperdir=/u,workdir=/w",
+		Root:          "/merged",
+		Hostname:      "box",
+		Cwd:           "/work/dir",
+		CgroupDirs:    []string{"/sys/fs/cgroup/pids/x"},
+		Restrict:      true,
+		MaskedPaths:   []string{"/proc/kcore"},
+		ReadonlyPaths: []string{"/proc/sys"},
+		Volumes:       []Bind{{Source: "/srv/data", Target: "/data", ReadOnly: true}},
+	}
+}
+
+func TestInitConfigValidate(t *testing.T) {
+	if _, err := validInit().MarshalBinary(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	for name, mutate := range map[string]func(c *InitConfig){
+		"no overlay":          func(c *InitConfig) { c.Overlay = "" },
+		"NUL in overlay":      func(c *InitConfig) { c.Overlay += "\x00" },
+		"relative root":       func(c *InitConfig) { c.Root = "merged" },
+		"root is /":           func(c *InitConfig) { c.Root = "/" },
+		"unclean root":        func(c *InitConfig) { c.Root = "/a/../b" },
+		"no hostname":         func(c *InitConfig) { c.Hostname = "" },
+		"long hostname":       func(c *InitConfig) { c.Hostname = strings.Repeat("h", 65) },
+		"relative cwd":        func(c *InitConfig) { c.Cwd = "work" },
+		"unclean cwd":         func(c *InitConfig) { c.Cwd = "/work/" },
+		"relative cgroup":     func(c *InitConfig) { c.CgroupDirs = []string{"pids/x"} },
+		"unclean masked path": func(c *InitConfig) { c.MaskedPaths = []string{"/proc//kcore"} },
+		"relative volume":     func(c *InitConfig) { c.Volumes[0].Source = "data" },
+		"volume on /":         func(c *InitConfig) { c.Volumes[0].Target = "/" },
+		"unclean volume":      func(c *InitConfig) { c.Volumes[0].Target = "/data/." },
+		"too many volumes":    func(c *InitConfig) { c.Volumes = make([]Bind, maxVolumes+1) },
+	} {
+		c := validInit()
+		mutate(c)
+		if _, err := c.MarshalBinary(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: %v, want ErrInvalidConfig", name, err)
+		}
+	}
+}
+
+// runInitRaw starts the init constructor on a raw root message (nil: none at all) and
+// returns its exit code and what it reported on its status fd. As root the child gets a
+// mount namespace of its own, so even a wrongly accepted message could not touch ours.
+func runInitRaw(t *testing.T, msg []byte) (int, string, result) {
+	t.Helper()
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stR, stW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stR.Close()
+	if msg != nil {
+		if _, err := ctlW.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctlW.Close()
+	cmd := exec.Command(testBinary(t))
+	cmd.Env = []string{initEnvFD + "=3", helperEnv + "=1"}
+	cmd.ExtraFiles = []*os.File{ctlR, stW} // run closes them once started
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS}
+	}
+	res := run(t, cmd)
+	report, err := io.ReadAll(stR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.code, string(report), res
+}
+
+func TestInitRefusesMalformed(t *testing.T) {
+	good, err := validInit().MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := func(flags, reserved byte) []byte {
+		b := append([]byte(initMagic), initVersion, flags, reserved, 0)
+		return append(b, good[initHeaderSize:]...)
+	}
+	for _, tc := range []struct {
+		name, why string
+		msg       []byte
+	}{
+		{"no message", "no root config", nil},
+		{"short length", "truncated", []byte{1, 0}},
+		{"length beyond data", "truncated", binary.LittleEndian.AppendUint32(nil, 100)},
+		{"too long", "exceed the limit", binary.LittleEndian.AppendUint32(nil, maxConfigSize+1)},
+		{"bad magic", "bad magic", frame(append([]byte("XXXX"), good[4:]...))},
+		{"bad version", "unsupported version", frame(append([]byte(initMagic), append([]byte{9}, good[5:]...)...))},
+		{"unknown flag", "unknown flags", frame(header(0x80, 0))},
+		{"reserved byte", "reserved", frame(header(0, 1))},
+		{"trailing bytes", "trailing bytes", frame(append(append([]byte{}, good...), 0))},
+		{"truncated body", "truncated", frame(good[:len(good)-3])},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, report, res := runInitRaw(t, tc.msg)
+			if code != ExitSetup || !strings.Contains(report, tc.why) || len(report) == 0 || report[0] != ExitSetup {
+				t.Errorf("exit %d, report %q; want %d and %q", code, report, ExitSetup, tc.why)
+			}
+			if strings.Contains(res.stdout, helperOutput) {
+				t.Error("the Go runtime ran")
+			}
+		})
+	}
+}
+
+// TestInitBuildsRoot starts a real init in new namespaces on a tiny root (a static busybox):
+// it must join nothing it was not told to, mount the overlay, /proc, /dev, a volume through
+// a symlink that points out of the root (which must land inside), set the hostname and run
+// the command with its environment.
+func TestInitBuildsRoot(t *testing.T) {
+	requireRoot(t)
+	requireBusybox(t)
+	dir := t.TempDir()
+	lower, upper, work, merged := filepath.Join(dir, "lower"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
+	outside := filepath.Join(dir, "outside")
+	vol := filepath.Join(dir, "vol")
+	for _, d := range []string{lower + "/bin", upper, work, merged, outside, vol} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bb, err := os.ReadFile(busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lower+"/bin/busybox", bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(vol+"/file", []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// /escape points at a host directory by an absolute path; inside the root it is /<outside>.
+	if err := os.Symlink(outside, lower+"/escape"); err != nil {
+		t.Fatal(err)
+	}
+	in, err := NewInit(testBinary(t), &InitConfig{
+		Overlay:  "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work,
+		Root:     merged,
+		Hostname: "initbox",
+		Cwd:      "/made/here",
+		Loopback: true,
+		Restrict: true, MaskedPaths: []string{"/proc/keys"}, ReadonlyPaths: []string{"/proc/sys"},
+		Volumes: []Bind{{Source: vol, Target: "/escape/vol", ReadOnly: true}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	var out, errOut bytes.Buffer
+	in.Cmd.Stdout, in.Cmd.Stderr = &out, &errOut
+	in.Cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWPID | unix.CLONE_NEWNET}
+	err = in.Cmd.Start()
+	in.Started()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Ready(); err != nil {
+		t.Fatalf("ready: %v (stderr %q)", err, errOut.String())
+	}
+	st, err := StartTime(in.Cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := `echo "$(/bin/busybox hostname) $$ $(/bin/busybox pwd) $GREETING"; /bin/busybox cat "/$OUTSIDE/vol/file"; ` +
+		`/bin/busybox touch "/$OUTSIDE/vol/new" 2>/dev/null && echo writable; /bin/busybox wc -c < /proc/keys`
+	if err := in.Exec(&Config{
+		Pid: in.Cmd.Process.Pid, StartTime: st, Namespaces: []string{NSMount},
+		Cwd:  "/made/here",
+		Env:  []string{"GREETING=hello", "OUTSIDE=" + strings.TrimPrefix(outside, "/")},
+		Args: []string{"/bin/busybox", "sh", "-c", script},
+	}); err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	if code := wait(t, in.Cmd); code != 0 {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+	want := "initbox 1 /made/here hello\nfrom the host\n0\n"
+	if out.String() != want {
+		t.Errorf("stdout %q, want %q (stderr %q)", out.String(), want, errOut.String())
+	}
+	// The volume went to <root>/<outside>/vol, made in the upper layer; the host's own
+	// directory behind the symlink was never touched.
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Errorf("the symlink led out of the root: %s holds %v", outside, ents)
+	}
+	if _, err := os.Stat(filepath.Join(upper, outside, "vol")); err != nil {
+		t.Errorf("volume mount point not made inside the root: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(upper, "made/here")); err != nil {
+		t.Errorf("working directory not made: %v", err)
+	}
+}
+
+// TestInitReportsExecFailure: a command that does not exist is reported with 127.
+func TestInitReportsExecFailure(t *testing.T) {
+	requireRoot(t)
+	requireBusybox(t)
+	dir := t.TempDir()
+	for _, d := range []string{"lower", "upper", "work", "merged"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in, err := NewInit(testBinary(t), &InitConfig{
+		Overlay:  "lowerdir=" + dir + "/lower,upperdir=" + dir + "/upper,workdir=" + dir + "/work",
+		Root:     dir + "/merged",
+		Hostname: "x",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	in.Cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID}
+	err = in.Cmd.Start()
+	in.Started()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Ready(); err != nil {
+		t.Fatal(err)
+	}
+	err = in.Exec(&Config{Pid: in.Cmd.Process.Pid, StartTime: 1, Namespaces: []string{NSMount}, Args: []string{"no-such-command"}})
+	var ie *InitError
+	if !errors.As(err, &ie) || ie.Code != ExitNotFound || !strings.Contains(ie.Msg, "no-such-command") {
+		t.Errorf("exec: %v, want a 127 report", err)
+	}
+	if code := wait(t, in.Cmd); code != ExitNotFound {
+		t.Errorf("exit %d, want %d", code, ExitNotFound)
+	}
+}
