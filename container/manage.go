@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/FishingRodd/fockker/container/cgroup"
@@ -147,24 +148,28 @@ func Remove(roots Roots, ref string, force bool) error {
 		}
 	}
 	pauseAt(pauseRmKilled)
-	if ep := attachment(rec); ep != nil {
-		if err := network.NewManager(roots.State).Disconnect(ep); err != nil {
-			return fmt.Errorf("container %s: %w", name, err)
+	// The network attachment, the cgroup and the layers do not depend on each other: they
+	// are released in parallel (the record goes last, once all of them are gone).
+	var wg sync.WaitGroup
+	var netErr, cgErr, layerErr error
+	wg.Go(func() {
+		if ep := attachment(rec); ep != nil {
+			netErr = network.NewManager(roots.State).Disconnect(ep)
 		}
-	}
-	pauseAt(pauseRmNetwork)
-	cg, err := cgroup.Load(rec.Spec.CgroupParent, name)
-	if err != nil {
-		return err
-	}
-	if err := cg.Destroy(); err != nil {
+	})
+	wg.Go(func() {
+		cg, err := cgroup.Load(rec.Spec.CgroupParent, name)
+		if err == nil {
+			err = cg.Destroy()
+		}
+		cgErr = err
+	})
+	wg.Go(func() { layerErr = removeLayers(roots, name) })
+	wg.Wait()
+	if err := errors.Join(netErr, cgErr, layerErr); err != nil {
 		return fmt.Errorf("container %s: %w", name, err)
 	}
-	pauseAt(pauseRmCgroup)
-	if err := removeLayers(roots, name); err != nil {
-		return fmt.Errorf("container %s: %w", name, err)
-	}
-	pauseAt(pauseRmLayers)
+	pauseAt(pauseRmReleased)
 	return store.Delete(name)
 }
 

@@ -35,9 +35,7 @@ const (
 	pauseStopSignalled  = "stop:signalled"   // SIGTERM sent, not yet waited for
 	pauseStopExited     = "stop:exited"      // the container is gone, exit not yet recorded
 	pauseRmKilled       = "rm:killed"        // the container is gone, nothing removed yet
-	pauseRmNetwork      = "rm:network"       // disconnected from its network
-	pauseRmCgroup       = "rm:cgroup"        // cgroup removed
-	pauseRmLayers       = "rm:layers"        // layers removed, the record not yet
+	pauseRmReleased     = "rm:released"      // network, cgroup and layers released, the record not yet
 )
 
 // testHookEnv returns the hook's variables, to pass on to a watcher; nil when it is off.
