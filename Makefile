@@ -12,8 +12,11 @@ UNIT_PKGS  = $(shell $(GO) list ./... | grep -v '/tests')
 
 all: build
 
+# Linked statically (glibc's libc.a, pure-Go DNS and user lookups): every process fockker starts
+# (the CLI, a container's init, a watcher) skips the dynamic loader, ~0.5 ms each. A plain
+# `go build .` works too and gives the same program, dynamically linked.
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) .
+	$(GO) build -tags netgo,osusergo -ldflags "-linkmode external -extldflags=-static -X main.version=$(VERSION)" -o $(BIN) .
 
 deps:
 	@scripts/deps.sh
@@ -44,8 +47,8 @@ unit:
 	$(GO) test -count=1 $(UNIT_PKGS)
 
 # Black-box tests: the built binary as root, in a network namespace of their own.
-e2e: deps
-	$(GO) test -count=1 -timeout 20m ./tests/
+e2e: deps build
+	FOCKKER_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 20m ./tests/
 
 # cgroup v2 on a real kernel: Debian's kernel under qemu (TCG) with an initramfs.
 vmtest: build
