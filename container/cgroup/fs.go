@@ -226,18 +226,6 @@ func mkdir(dir string, existOK bool) error {
 	return &os.PathError{Op: "mkdir", Path: dir, Err: err}
 }
 
-// cpusetFiles returns the names of the cpus and mems files in a v1 cpuset
-// dir: "cpuset.cpus" and "cpuset.mems", or "cpus" and "mems" when the
-// hierarchy is mounted with noprefix (Android).
-func cpusetFiles(dir string) (cpus, mems string) {
-	if err := unix.Access(dir+"/cpuset.cpus", unix.F_OK); err != nil && errors.Is(err, unix.ENOENT) {
-		if unix.Access(dir+"/cpus", unix.F_OK) == nil {
-			return "cpus", "mems"
-		}
-	}
-	return "cpuset.cpus", "cpuset.mems"
-}
-
 // readCpuset returns the trimmed cpus and mems of a v1 cpuset dir.
 func readCpuset(dir, cpusFile, memsFile string) (cpus, mems string, err error) {
 	c, err := readFile(dir + "/" + cpusFile)
@@ -257,8 +245,13 @@ func readCpuset(dir, cpusFile, memsFile string) (cpus, mems string, err error) {
 // exist: it keeps the parent from being removed meanwhile.
 func populateCpuset(dir string) error {
 	parent := filepath.Dir(dir)
-	cpusF, memsF := cpusetFiles(parent)
+	cpusF, memsF := "cpuset.cpus", "cpuset.mems"
 	cpus, mems, err := readCpuset(parent, cpusF, memsF)
+	if errors.Is(err, unix.ENOENT) {
+		// Mounted with noprefix (Android): "cpus" and "mems".
+		cpusF, memsF = "cpus", "mems"
+		cpus, mems, err = readCpuset(parent, cpusF, memsF)
+	}
 	if err != nil {
 		return err
 	}
