@@ -5,12 +5,17 @@
 // hierarchy: /sys/fs/cgroup/<controller>/fockker/NAME on v1 and hybrid hosts
 // (hybrid hosts are driven as v1, plus the name=systemd and the hybrid
 // unified hierarchies, which get the same directory), /sys/fs/cgroup/fockker/NAME
-// on pure v2. Directories and limits are handled by
-// github.com/opencontainers/cgroups (fs and fs2 managers); this package adds
-// ownership (refusing an existing cgroup), a check that every requested limit
-// has its controller, per-limit error messages, rollback, retries for
-// concurrent create/destroy under a shared parent, and a teardown that waits
-// for dying tasks and removes the parent once empty.
+// on pure v2. The package drives cgroupfs itself, with the same directories
+// and control-file writes as the fs and fs2 managers of
+// github.com/opencontainers/cgroups but without their per-call discovery
+// and read-back: New finds the hierarchies with two statfs(2) and one read
+// of /proc/self/mountinfo, Create makes the directories and writes only the
+// limits asked for, Destroy is one rmdir(2) per directory when the tasks are
+// gone. On v2 the device rules are the library's eBPF program. On top of
+// that it adds ownership (refusing an existing cgroup), a check that every
+// requested limit has its controller, per-limit error messages, rollback,
+// retries for concurrent create/destroy under a shared parent, and a
+// teardown that waits for dying tasks and removes the parent once empty.
 package cgroup
 
 import (
@@ -20,17 +25,15 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/opencontainers/cgroups"
-	// Registers the device rule writers: the devices controller on v1, an
-	// eBPF program on v2. Without it the managers cannot apply device rules.
+	// Registers the device rule writers: cgroups.DevicesSetV2 loads the
+	// eBPF program that holds the device rules on v2.
 	_ "github.com/opencontainers/cgroups/devices"
-	"github.com/opencontainers/cgroups/manager"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,18 +47,10 @@ const (
 	// defaultDestroyWait is how long Destroy waits for tasks that are still
 	// exiting to leave the cgroup.
 	defaultDestroyWait = 5 * time.Second
-
-	unifiedRoot   = "/sys/fs/cgroup"
-	cpuOnlineFile = "/sys/devices/system/cpu/online"
+	// addAttempts bounds the retries of a cgroup.procs write that fails
+	// with EINVAL because the task is still being forked (TASK_NEW).
+	addAttempts = 5
 )
-
-// nameRE is what a parent or a container name must match: one safe path
-// component.
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-
-// errIncomplete marks a Create attempt that raced with a concurrent Destroy
-// of the shared parent and must be retried.
-var errIncomplete = errors.New("cgroup directories incomplete")
 
 // Cgroup is the cgroup of one container. Its methods are not safe for
 // concurrent use on one value; distinct values may be used concurrently.
@@ -63,7 +58,6 @@ type Cgroup struct {
 	parent, name string
 	limits       Limits
 	unified      bool // pure cgroup v2
-	mgr          cgroups.Manager
 	// paths is subsystem -> absolute directory (v1; hybrid adds "" for the
 	// unified hierarchy and "name=systemd"), or {"": dir} on v2.
 	paths       map[string]string
@@ -85,8 +79,16 @@ func Load(parent, name string) (*Cgroup, error) {
 	return newCgroup(parent, name, Limits{})
 }
 
+// validateName checks that s is one safe path component:
+// [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 255 bytes.
 func validateName(what, s string) error {
-	if len(s) > 255 || !nameRE.MatchString(s) {
+	ok := len(s) > 0 && len(s) <= 255
+	for i := 0; ok && i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		ok = alnum || (i > 0 && (c == '_' || c == '.' || c == '-'))
+	}
+	if !ok {
 		return fmt.Errorf("%w: %s %q: want [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 255 bytes", ErrInvalidName, what, s)
 	}
 	return nil
@@ -102,36 +104,22 @@ func newCgroup(parent, name string, l Limits) (*Cgroup, error) {
 	if err := validateName("cgroup name", name); err != nil {
 		return nil, err
 	}
+	mode := detectMode()
 	c := &Cgroup{
 		parent:      parent,
 		name:        name,
 		limits:      l,
-		unified:     cgroups.IsCgroup2UnifiedMode(),
+		unified:     mode == modeV2,
 		destroyWait: defaultDestroyWait,
 	}
-	// The limits are not part of the manager's config: Create applies them
-	// one by one with Set, so that a failure names the limit. Devices are
-	// not skipped, so the v1 manager creates (and Add joins) the devices
-	// cgroup too.
-	config := &cgroups.Cgroup{
-		Path:      "/" + parent + "/" + name,
-		Resources: &cgroups.Resources{},
-	}
-	mgr, err := manager.New(config)
+	paths, err := hierarchyPaths(mode, "/"+parent+"/"+name)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup %s: %w", c, err)
 	}
-	c.paths = maps.Clone(mgr.GetPaths())
-	if len(c.paths) == 0 {
+	if len(paths) == 0 {
 		return nil, fmt.Errorf("cgroup %s: %w: no cgroup hierarchy is mounted", c, ErrControllerUnavailable)
 	}
-	suffix := "/" + parent + "/" + name
-	for sub, p := range c.paths {
-		if !filepath.IsAbs(p) || filepath.Clean(p) != p || !strings.HasSuffix(p, suffix) {
-			return nil, fmt.Errorf("cgroup %s: unexpected path %q for %q", c, p, sub)
-		}
-	}
-	c.mgr = mgr
+	c.paths = paths
 	return c, nil
 }
 
@@ -146,7 +134,7 @@ func (c *Cgroup) Paths() map[string]string { return maps.Clone(c.paths) }
 
 // Exists reports whether the cgroup directory exists in any hierarchy.
 func (c *Cgroup) Exists() bool {
-	for _, p := range c.paths {
+	for _, p := range c.dirs() {
 		if _, err := os.Stat(p); err == nil {
 			return true
 		}
@@ -154,16 +142,42 @@ func (c *Cgroup) Exists() bool {
 	return false
 }
 
+// OpenFD opens the cgroup's directory on the unified (cgroup v2) hierarchy:
+// the whole cgroup on a v2 host, its unified part on a hybrid host. It is
+// meant for syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}:
+// clone3(2) then starts the child inside the cgroup (CLONE_INTO_CGROUP)
+// instead of Add moving it there. That matters for speed: every write of a
+// pid to cgroup.procs takes the kernel's global threadgroup lock, and the
+// first one after an idle spell waits for an RCU grace period (5-15 ms
+// measured on a 2-CPU host), while CLONE_INTO_CGROUP takes no such lock. On
+// a hybrid host the child must still join the v1 hierarchies: with Add, or,
+// while it is single-threaded, by writing "0" to <dir>/tasks in each v1
+// directory of Paths, which moves the calling thread without the global
+// lock. Call it after Create; the caller closes the file. It fails with
+// ErrControllerUnavailable on a v1 host without a unified hierarchy.
+func (c *Cgroup) OpenFD() (*os.File, error) {
+	dir, ok := c.paths[""]
+	if !ok {
+		return nil, fmt.Errorf("cgroup %s: %w: no cgroup v2 hierarchy is mounted", c, ErrControllerUnavailable)
+	}
+	fd, err := openFile(dir, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: %w", c, err)
+	}
+	return os.NewFile(uintptr(fd), dir), nil
+}
+
 // Create creates the cgroup in every hierarchy and applies every limit. It
 // fails with ErrExist if the cgroup exists in any hierarchy, and with an
 // error naming the limit and controller if any limit cannot be applied; on
 // failure it removes whatever it created.
 func (c *Cgroup) Create() (retErr error) {
-	ss := c.limits.settings(c.unified, false)
-	if err := c.precheck(ss); err != nil {
+	ss := c.limits.settings(c.unified)
+	rootControllers, err := c.precheck(ss)
+	if err != nil {
 		return fmt.Errorf("cgroup %s: %w", c, err)
 	}
-	for _, p := range c.sortedPaths() {
+	for _, p := range c.dirs() {
 		if _, err := os.Lstat(p); err == nil {
 			return fmt.Errorf("cgroup %s: %s: %w", c, p, ErrExist)
 		} else if !errors.Is(err, fs.ErrNotExist) {
@@ -179,85 +193,87 @@ func (c *Cgroup) Create() (retErr error) {
 			}
 		}
 	}()
-	if err := c.makeDirs(&claimed); err != nil {
+	if err := c.makeDirs(&claimed, rootControllers); err != nil {
 		return fmt.Errorf("cgroup %s: create: %w", c, err)
 	}
 
 	if c.unified {
-		// fs2 enables every available controller in the ancestors'
-		// cgroup.subtree_control but ignores failures: check that the
-		// ones we need really reached our cgroup.
+		// Enabling controllers in the ancestors' cgroup.subtree_control
+		// ignores failures (as runc does): check that the ones we need
+		// really reached our cgroup.
 		dir := c.paths[""]
-		data, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+		f := filepath.Join(dir, "cgroup.controllers")
+		data, err := readFile(f)
 		if err != nil {
 			return fmt.Errorf("cgroup %s: %w", c, err)
 		}
-		where := filepath.Join(dir, "cgroup.controllers") + " (enabled by " +
-			filepath.Join(filepath.Dir(dir), "cgroup.subtree_control") + ")"
-		if err := checkV2Available(string(data), where, ss); err != nil {
+		where := f + " (enabled by " + filepath.Join(filepath.Dir(dir), "cgroup.subtree_control") + ")"
+		if err := checkV2Available(data, where, ss); err != nil {
 			return fmt.Errorf("cgroup %s: %w", c, err)
 		}
-	} else if c.limits.Memory > 0 {
-		// Swap accounting is optional on v1: set memsw only if present.
-		_, err := os.Stat(filepath.Join(c.paths["memory"], "memory.memsw.limit_in_bytes"))
-		ss = c.limits.settings(false, err == nil)
 	}
 	for _, s := range ss {
-		if err := c.mgr.Set(s.res); err != nil {
+		if err := c.apply(s.controller, s.writes); err != nil {
 			return fmt.Errorf("cgroup %s: cannot apply %s (%s controller): %w", c, s.limit, s.controller, err)
 		}
 	}
 	// Device rules last: on v1 the devices controller, on v2 an eBPF
 	// program attached to the cgroup (no controller to enable).
-	if err := c.mgr.Set(&cgroups.Resources{Devices: c.limits.deviceRules()}); err != nil {
+	if err := c.applyDevices(); err != nil {
 		return fmt.Errorf("cgroup %s: cannot apply the device rules: %w", c, err)
 	}
 	return nil
 }
 
 // precheck fails, before anything is created, if a limit's controller is
-// missing or a requested CPU is offline.
-func (c *Cgroup) precheck(ss []setting) error {
+// missing or a requested CPU is offline. On v2 it returns the controllers
+// of the root (/sys/fs/cgroup/cgroup.controllers), which Create enables on
+// the way down to the cgroup.
+func (c *Cgroup) precheck(ss []setting) (rootControllers []string, err error) {
 	if c.unified {
 		f := filepath.Join(unifiedRoot, "cgroup.controllers")
-		data, err := os.ReadFile(f)
+		data, err := readFile(f)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := checkV2Available(string(data), f, ss); err != nil {
-			return err
+		if err := checkV2Available(data, f, ss); err != nil {
+			return nil, err
 		}
+		rootControllers = strings.Fields(data)
 	} else if err := checkV1Mounted(c.paths, ss); err != nil {
-		return err
+		return nil, err
 	} else if _, ok := c.paths["devices"]; !ok {
-		return fmt.Errorf("cannot apply the device rules: %w: \"devices\" is not mounted", ErrControllerUnavailable)
+		return nil, fmt.Errorf("cannot apply the device rules: %w: \"devices\" is not mounted", ErrControllerUnavailable)
 	}
 	if c.limits.Cpuset != "" {
-		online, err := os.ReadFile(cpuOnlineFile)
+		online, err := readFile(cpuOnlineFile)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := checkCPUsOnline(c.limits.Cpuset, string(online)); err != nil {
-			return err
+		if err := checkCPUsOnline(c.limits.Cpuset, online); err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	return rootControllers, nil
 }
 
-// sortedPaths returns the directories in a stable order.
-func (c *Cgroup) sortedPaths() []string {
-	keys := slices.Sorted(maps.Keys(c.paths))
-	out := make([]string, len(keys))
-	for i, k := range keys {
-		out[i] = c.paths[k]
+// dirs returns the distinct directories (hierarchies co-mounted like
+// cpu,cpuacct share one) in the stable order of their subsystem names.
+func (c *Cgroup) dirs() []string {
+	out := make([]string, 0, len(c.paths))
+	for _, k := range slices.Sorted(maps.Keys(c.paths)) {
+		if p := c.paths[k]; !slices.Contains(out, p) {
+			out = append(out, p)
+		}
 	}
 	return out
 }
 
 // claimPath is the directory whose mkdir(2) claims the cgroup: creating it
-// with plain Mkdir (EEXIST -> ErrExist) makes two concurrent Creates of the
-// same cgroup exclusive. cpuset is avoided because the library must create
-// cpuset directories itself to copy cpus/mems from the parent.
+// exclusively (EEXIST -> ErrExist) makes two concurrent Creates of the same
+// cgroup exclusive. cpuset is avoided, so that the cpuset directory is
+// never one whose cpus and mems are still empty while another Create
+// already counts it as claimed.
 func (c *Cgroup) claimPath() string {
 	for _, k := range slices.Sorted(maps.Keys(c.paths)) {
 		if k != "cpuset" {
@@ -269,21 +285,19 @@ func (c *Cgroup) claimPath() string {
 
 // makeDirs claims the cgroup and creates it in every hierarchy, retrying
 // when a concurrent Destroy of a sibling removes the shared parent between
-// its mkdir and ours. *claimed is set once the claim directory is
-// ours, so that Create's rollback removes it.
-func (c *Cgroup) makeDirs(claimed *bool) error {
+// its mkdir and ours. *claimed is set once the claim directory is ours, so
+// that Create's rollback removes it.
+func (c *Cgroup) makeDirs(claimed *bool, rootControllers []string) error {
 	delay := time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := c.makeDirsOnce(claimed)
+		err := c.makeDirsOnce(claimed, rootControllers)
 		if err == nil {
 			return nil
 		}
-		// A parent being removed gives ENOENT; ENODEV when one of its
-		// files is opened while the kernel deactivates it; EEXIST from
-		// os.MkdirAll when it vanishes between its mkdir and its lstat.
-		// Our own cgroup existing (ErrExist) is final.
-		retry := !errors.Is(err, ErrExist) && (errors.Is(err, fs.ErrNotExist) ||
-			errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ENODEV) || errors.Is(err, errIncomplete))
+		// A parent being removed gives ENOENT on the mkdir of its child;
+		// ENODEV when the kernel has already deactivated it. Our own
+		// cgroup existing (ErrExist) is final.
+		retry := !errors.Is(err, ErrExist) && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV))
 		if !retry || attempt == createAttempts {
 			if !*claimed {
 				// The claim may have created the shared parent.
@@ -296,73 +310,197 @@ func (c *Cgroup) makeDirs(claimed *bool) error {
 	}
 }
 
-func (c *Cgroup) makeDirsOnce(claimed *bool) error {
+func (c *Cgroup) makeDirsOnce(claimed *bool, rootControllers []string) error {
+	claim := c.claimPath()
 	if !*claimed {
-		p := c.claimPath()
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := mkdir(filepath.Dir(claim), true); err != nil {
 			return err
 		}
-		if err := os.Mkdir(p, 0o755); err != nil {
-			if errors.Is(err, fs.ErrExist) {
-				return fmt.Errorf("%s: %w", p, ErrExist)
+		if err := mkdir(claim, false); err != nil {
+			if errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("%s: %w", claim, ErrExist)
 			}
 			return err
 		}
 		*claimed = true
 	}
-	// pid -1: create (and on v2 enable controllers) without joining.
-	if err := c.mgr.Apply(-1); err != nil {
-		return err
-	}
-	// The library ignores errors for the named hierarchies (name=systemd,
-	// hybrid unified); a racing rmdir of the parent can also leave a v1
-	// cpuset cgroup with cpus/mems copied from a parent that was not yet
-	// populated. Check both; Apply repairs them on the next attempt.
-	for _, p := range c.sortedPaths() {
-		if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
-			return fmt.Errorf("%s missing after create: %w", p, errIncomplete)
+	for _, p := range c.dirs() {
+		if p == claim {
+			continue
+		}
+		// Exists already only if an earlier attempt made it: the
+		// claim excludes every other Create of this cgroup.
+		if err := mkdir(filepath.Dir(p), true); err != nil {
+			return err
+		}
+		if err := mkdir(p, true); err != nil {
+			return err
 		}
 	}
-	if p, ok := c.paths["cpuset"]; ok && !c.unified {
-		populated, err := cpusetPopulated(p)
+	if c.unified {
+		return enableControllers(claim, rootControllers)
+	}
+	if p, ok := c.paths["cpuset"]; ok {
+		return populateCpuset(p)
+	}
+	return nil
+}
+
+// enableControllers makes the root's controllers available to the v2
+// cgroup dir: it enables those missing from cgroup.subtree_control of the
+// root and of dir's parent, ignoring failures as runc does (Create checks
+// the ones it needs), and turns dir threaded if the kernel created it
+// "domain invalid" (under a threaded parent). Reading subtree_control first
+// keeps the common case, where nothing is missing, to reads only.
+func enableControllers(dir string, controllers []string) error {
+	for _, d := range []string{unifiedRoot, filepath.Dir(dir)} {
+		f := filepath.Join(d, "cgroup.subtree_control")
+		data, err := readFile(f)
 		if err != nil {
 			return err
 		}
-		if !populated {
-			return fmt.Errorf("%s: empty cpuset.cpus or cpuset.mems: %w", p, errIncomplete)
+		have := strings.Fields(data)
+		var missing []string
+		for _, ctl := range controllers {
+			if !slices.Contains(have, ctl) {
+				missing = append(missing, "+"+ctl)
+			}
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		if writeFile(f, strings.Join(missing, " ")) != nil {
+			for _, m := range missing {
+				_ = writeFile(f, m)
+			}
+		}
+	}
+	typ, err := readFile(filepath.Join(dir, "cgroup.type"))
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(typ) == "domain invalid" {
+		_ = writeFile(filepath.Join(dir, "cgroup.type"), "threaded")
+	}
+	return nil
+}
+
+// apply makes a setting's writes in the directory of controller.
+func (c *Cgroup) apply(controller string, ws []write) error {
+	dir, ok := c.paths[controller]
+	if c.unified {
+		dir, ok = c.paths[""]
+	}
+	if !ok {
+		return fmt.Errorf("%w: %q is not mounted", ErrControllerUnavailable, controller)
+	}
+	var later []write
+	for _, w := range ws {
+		err := c.writeSetting(dir, w)
+		if errors.Is(err, unix.EINVAL) && w.retryLater {
+			later = append(later, w)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, w := range later {
+		if err := c.writeSetting(dir, w); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// cpusetPopulated reports whether a v1 cpuset cgroup has both cpus and mems
-// (a task cannot join one that does not).
-func cpusetPopulated(dir string) (bool, error) {
-	for _, f := range []string{"cpus", "mems"} {
-		data, err := os.ReadFile(filepath.Join(dir, "cpuset."+f))
-		if errors.Is(err, fs.ErrNotExist) {
-			// cpuset mounted with "noprefix" (Android).
-			data, err = os.ReadFile(filepath.Join(dir, f))
+func (c *Cgroup) writeSetting(dir string, w write) error {
+	file := w.file
+	err := writeFile(filepath.Join(dir, file), w.value)
+	if errors.Is(err, unix.ENOENT) && !c.unified && strings.HasPrefix(file, "cpuset.") {
+		// A v1 cpuset hierarchy mounted with noprefix (Android).
+		file = strings.TrimPrefix(file, "cpuset.")
+		err = writeFile(filepath.Join(dir, file), w.value)
+	}
+	if errors.Is(err, unix.ENOENT) && w.optional {
+		return nil
+	}
+	if err != nil || !w.verify {
+		return err
+	}
+	got, err := readFile(filepath.Join(dir, file))
+	if err != nil {
+		return err
+	}
+	if got = strings.TrimSpace(got); got != w.value {
+		return fmt.Errorf("%s: wrote %s, the kernel set %s", filepath.Join(dir, file), w.value, got)
+	}
+	return nil
+}
+
+// applyDevices sets the device rules: on v1 by writing them to the devices
+// controller (one open file per control file, one write per rule), on v2
+// by attaching runc's eBPF device filter to the cgroup.
+func (c *Cgroup) applyDevices() error {
+	if c.unified {
+		if cgroups.DevicesSetV2 == nil {
+			return errors.New("no cgroup v2 device filter registered")
 		}
+		return cgroups.DevicesSetV2(c.paths[""], &cgroups.Resources{Devices: c.limits.deviceRules()})
+	}
+	dir, ok := c.paths["devices"]
+	if !ok {
+		return fmt.Errorf("%w: \"devices\" is not mounted", ErrControllerUnavailable)
+	}
+	ws := c.limits.deviceWritesV1()
+	for i := 0; i < len(ws); {
+		// One open of each file for its run of rules.
+		path := filepath.Join(dir, ws[i].file)
+		fd, err := openFile(path, unix.O_WRONLY)
 		if err != nil {
-			return false, err
+			return err
 		}
-		if strings.TrimSpace(string(data)) == "" {
-			return false, nil
+		for ; i < len(ws) && filepath.Join(dir, ws[i].file) == path; i++ {
+			if err = writeFD(fd, path, ws[i].value); err != nil {
+				break
+			}
+		}
+		unix.Close(fd)
+		if err != nil {
+			return err
 		}
 	}
-	return true, nil
+	return nil
 }
 
 // Add moves process pid into the cgroup in every hierarchy.
+//
+// Each write to cgroup.procs takes the kernel's global threadgroup lock;
+// the first one after an idle spell waits for an RCU grace period, which
+// is most of what Add costs. See OpenFD for starting a child inside the
+// cgroup instead.
 func (c *Cgroup) Add(pid int) error {
 	if pid <= 0 {
 		return fmt.Errorf("cgroup %s: add: invalid pid %d", c, pid)
 	}
-	if err := c.mgr.AddPid("", pid); err != nil {
-		return fmt.Errorf("cgroup %s: add pid %d: %w", c, pid, err)
+	s := strconv.Itoa(pid)
+	for _, dir := range c.dirs() {
+		if err := addPid(filepath.Join(dir, procsFile), s); err != nil {
+			return fmt.Errorf("cgroup %s: add pid %d: %w", c, pid, err)
+		}
 	}
 	return nil
+}
+
+// addPid writes pid to a cgroup.procs file, retrying EINVAL, which the
+// kernel returns for a task that is still being forked.
+func addPid(procs, pid string) error {
+	for attempt := 1; ; attempt++ {
+		err := writeFile(procs, pid)
+		if err == nil || !errors.Is(err, unix.EINVAL) || attempt == addAttempts {
+			return err
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
 }
 
 // Destroy removes the cgroup from every hierarchy, then the parent where it
@@ -379,18 +517,31 @@ func (c *Cgroup) Destroy() error {
 func (c *Cgroup) remove() error {
 	deadline := time.Now().Add(c.destroyWait)
 	var errs []error
-	for _, p := range c.sortedPaths() {
+	dirs := c.dirs()
+	for _, p := range dirs {
+		// Once the tasks are gone one rmdir(2) is all it takes.
+		err := unix.Rmdir(p)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		// Tasks still exiting, or sub-cgroups: wait for the tasks, then
+		// remove the sub-cgroups too, retrying EBUSY.
 		if err := waitNoProcs(p, deadline); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		// Removes sub-cgroups too and retries EBUSY; ENOENT is success.
 		if err := cgroups.RemovePath(p); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	for _, p := range c.sortedPaths() {
-		if err := removeIfEmpty(filepath.Dir(p)); err != nil {
+	var parents []string
+	for _, p := range dirs {
+		if d := filepath.Dir(p); !slices.Contains(parents, d) {
+			parents = append(parents, d)
+		}
+	}
+	for _, d := range parents {
+		if err := removeIfEmpty(d); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -421,15 +572,16 @@ func waitNoProcs(dir string, deadline time.Time) error {
 
 // readProcs returns the pids listed in dir/cgroup.procs.
 func readProcs(dir string) ([]int, error) {
-	data, err := os.ReadFile(filepath.Join(dir, cgroups.CgroupProcesses))
+	f := filepath.Join(dir, procsFile)
+	data, err := readFile(f)
 	if err != nil {
 		return nil, err
 	}
 	var pids []int
-	for f := range strings.FieldsSeq(string(data)) {
-		pid, err := strconv.Atoi(f)
+	for field := range strings.FieldsSeq(data) {
+		pid, err := strconv.Atoi(field)
 		if err != nil {
-			return nil, fmt.Errorf("%s: bad pid %q", filepath.Join(dir, cgroups.CgroupProcesses), f)
+			return nil, fmt.Errorf("%s: bad pid %q", f, field)
 		}
 		pids = append(pids, pid)
 	}
@@ -452,16 +604,7 @@ func removeIfEmpty(dir string) error {
 // Mode returns the host's cgroup mode: "v2" (pure unified), "hybrid" (v1
 // controllers plus a cgroup2 mount at /sys/fs/cgroup/unified; driven as v1)
 // or "v1".
-func Mode() string {
-	switch {
-	case cgroups.IsCgroup2UnifiedMode():
-		return "v2"
-	case cgroups.IsCgroup2HybridMode():
-		return "hybrid"
-	default:
-		return "v1"
-	}
-}
+func Mode() string { return detectMode().String() }
 
 // OOMKills returns how many processes the kernel's OOM killer has killed in the cgroup:
 // "oom_kill" of memory.events on v2, of memory.oom_control on v1. A cgroup without a memory
@@ -475,14 +618,14 @@ func (c *Cgroup) OOMKills() (uint64, error) {
 	} else {
 		return 0, nil
 	}
-	b, err := os.ReadFile(file)
+	b, err := readFile(file)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
+	for line := range strings.SplitSeq(b, "\n") {
 		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
 			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
 		}

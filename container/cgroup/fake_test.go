@@ -42,12 +42,12 @@ func exists(p string) bool {
 func TestCheckV1Mounted(t *testing.T) {
 	paths := map[string]string{"memory": "/m", "cpu": "/c", "cpuset": "/s"}
 	l := Limits{Memory: 64 << 20, CPUQuota: 50000, PidsLimit: 5}
-	err := checkV1Mounted(paths, l.settings(false, false))
+	err := checkV1Mounted(paths, l.settings(false))
 	if !errors.Is(err, ErrControllerUnavailable) || !strings.Contains(err.Error(), "pids limit") || !strings.Contains(err.Error(), `"pids"`) {
 		t.Fatalf("missing pids: %v", err)
 	}
 	l.PidsLimit = 0
-	if err := checkV1Mounted(paths, l.settings(false, false)); err != nil {
+	if err := checkV1Mounted(paths, l.settings(false)); err != nil {
 		t.Fatalf("all mounted: %v", err)
 	}
 	if err := checkV1Mounted(map[string]string{}, nil); err != nil {
@@ -82,7 +82,7 @@ func TestCheckV2Available(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = checkV2Available(string(data), f, tc.l.settings(true, false))
+			err = checkV2Available(string(data), f, tc.l.settings(true))
 			if tc.missing == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -132,10 +132,18 @@ func TestDeviceRules(t *testing.T) {
 	if len(all) != 1 || all[0].CgroupString() != "a *:* rwm" || !all[0].Allow {
 		t.Errorf("all devices: %+v", all)
 	}
-	for _, s := range (Limits{Memory: 64 << 20, PidsLimit: 3}).settings(false, false) {
-		if !s.res.SkipDevices {
-			t.Errorf("%s: a limit's Set would replace the device rules", s.limit)
-		}
+
+	// On v1: deny everything, then allow the list; or allow everything.
+	var v1 []string
+	for _, w := range (Limits{}).deviceWritesV1() {
+		v1 = append(v1, w.file+"="+w.value)
+	}
+	wantV1 := "devices.deny=a *:* rwm|devices.allow=" + strings.ReplaceAll(want, "|", "|devices.allow=")
+	if strings.Join(v1, "|") != wantV1 {
+		t.Errorf("v1 device writes %q,\nwant %q", strings.Join(v1, "|"), wantV1)
+	}
+	if w := (Limits{AllDevices: true}).deviceWritesV1(); len(w) != 1 || w[0].file != "devices.allow" || w[0].value != "a *:* rwm" {
+		t.Errorf("v1 all devices: %+v", w)
 	}
 }
 
@@ -268,37 +276,53 @@ func TestRemoveIfEmpty(t *testing.T) {
 	}
 }
 
-func TestCpusetPopulated(t *testing.T) {
+func TestPopulateCpuset(t *testing.T) {
+	// A fake v1 cpuset hierarchy: root/parent/child with control files.
 	tests := []struct {
-		name       string
-		cpus, mems string
-		noprefix   bool
-		want       bool
+		name                  string
+		noprefix              bool
+		parentCpus, parentMem string
+		wantParentCpus        string
 	}{
-		{"both", "0-1\n", "0\n", false, true},
-		{"empty cpus", "\n", "0\n", false, false},
-		{"empty mems", "0-1\n", "", false, false},
-		{"noprefix", "0\n", "0\n", true, true},
+		{"parent populated", false, "1\n", "0\n", "1"},
+		{"parent empty: copied from the root", false, "\n", "\n", "0-3"},
+		{"noprefix", true, "", "", "0-3"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
+			root := t.TempDir()
+			parent := filepath.Join(root, "fockker")
+			child := filepath.Join(parent, "c1")
+			mkdirs(t, child)
 			prefix := "cpuset."
 			if tc.noprefix {
 				prefix = ""
 			}
-			for f, v := range map[string]string{"cpus": tc.cpus, "mems": tc.mems} {
-				if err := os.WriteFile(filepath.Join(dir, prefix+f), []byte(v), 0o644); err != nil {
+			files := map[string]string{
+				filepath.Join(root, prefix+"cpus"): "0-3\n", filepath.Join(root, prefix+"mems"): "0\n",
+				filepath.Join(parent, prefix+"cpus"): tc.parentCpus, filepath.Join(parent, prefix+"mems"): tc.parentMem,
+				filepath.Join(child, prefix+"cpus"): "", filepath.Join(child, prefix+"mems"): "",
+			}
+			for f, v := range files {
+				if err := os.WriteFile(f, []byte(v), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
-			got, err := cpusetPopulated(dir)
-			if err != nil || got != tc.want {
-				t.Fatalf("cpusetPopulated = %v, %v; want %v", got, err, tc.want)
+			if err := populateCpuset(child); err != nil {
+				t.Fatal(err)
+			}
+			cpusF, memsF := prefix+"cpus", prefix+"mems"
+			pc, pm, err := readCpuset(parent, cpusF, memsF)
+			if err != nil || pc != tc.wantParentCpus || pm != "0" {
+				t.Fatalf("parent cpus/mems = %q/%q, %v; want %q/0", pc, pm, err, tc.wantParentCpus)
+			}
+			cc, cm, err := readCpuset(child, cpusF, memsF)
+			if err != nil || cc != tc.wantParentCpus || cm != "0" {
+				t.Fatalf("child cpus/mems = %q/%q, %v; want the parent's %q/0", cc, cm, err, tc.wantParentCpus)
 			}
 		})
 	}
-	if _, err := cpusetPopulated(t.TempDir()); err == nil {
+	if err := populateCpuset(filepath.Join(t.TempDir(), "p", "c")); err == nil {
 		t.Fatal("missing files not reported")
 	}
 }

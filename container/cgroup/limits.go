@@ -287,61 +287,87 @@ func cpuWeight(shares uint64) uint64 {
 }
 
 // setting is one user-visible limit: the controller it needs and the
-// resources that apply it, so a failure can name both.
+// control files that apply it, so a failure can name both.
 type setting struct {
 	limit      string
 	controller string
-	res        *cgroups.Resources
+	writes     []write
 }
 
-// settings splits l into one setting per limit. unified selects cgroup v2
-// semantics (cpu.weight instead of cpu.shares). memsw says whether the v1
-// memory controller has memory.memsw.* (swap accounting).
+// write is one value written to one control file of the setting's
+// controller directory.
+type write struct {
+	file, value string
+	// optional: a missing file (swap accounting off) skips the write.
+	optional bool
+	// retryLater: EINVAL is retried once after the setting's other writes
+	// (a CFS period the kernel accepts only once the quota is set).
+	retryLater bool
+	// verify: read the file back and fail unless the kernel kept the value
+	// (it clamps some silently).
+	verify bool
+}
+
+// settings splits l into one setting per limit, in the order they are
+// applied, with cgroup v2 files when unified (cpu.weight instead of
+// cpu.shares, and so on) and v1 files otherwise. These are the writes the
+// fs and fs2 managers of github.com/opencontainers/cgroups make for them.
 //
 // Memory: the container gets no swap on top of -m. On v1 with swap
-// accounting memory.memsw.limit_in_bytes is set equal to the memory limit;
-// on v2 memory.swap.max is set to 0 (skipped by the library when swap is
-// off). Exceeding -m therefore OOM-kills instead of swapping.
-//
-// Every setting skips devices: a Set without device rules would otherwise
-// replace them with "nothing allowed". Create applies the rules separately.
-func (l Limits) settings(unified, memsw bool) []setting {
-	out := l.limitSettings(unified, memsw)
-	for _, s := range out {
-		s.res.SkipDevices = true
-	}
-	return out
-}
-
-func (l Limits) limitSettings(unified, memsw bool) []setting {
+// accounting memory.memsw.limit_in_bytes is set equal to the memory limit
+// (skipped where the file does not exist); on v2 memory.swap.max is set to 0
+// (skipped when swap is off). Exceeding -m therefore OOM-kills instead of
+// swapping.
+func (l Limits) settings(unified bool) []setting {
 	var out []setting
 	if l.Memory > 0 {
-		r := &cgroups.Resources{Memory: l.Memory}
-		if unified || memsw {
-			r.MemorySwap = l.Memory
+		m := strconv.FormatInt(l.Memory, 10)
+		w := []write{{file: "memory.limit_in_bytes", value: m}, {file: "memory.memsw.limit_in_bytes", value: m, optional: true}}
+		if unified {
+			w = []write{{file: "memory.swap.max", value: "0", optional: true}, {file: "memory.max", value: m}}
 		}
-		out = append(out, setting{"memory limit", "memory", r})
+		out = append(out, setting{"memory limit", "memory", w})
 	}
 	if l.CPUQuota > 0 {
 		period := l.CPUPeriod
 		if period == 0 {
 			period = DefaultCPUPeriod
 		}
-		out = append(out, setting{"cpu quota", "cpu", &cgroups.Resources{CpuQuota: l.CPUQuota, CpuPeriod: period}})
+		q, p := strconv.FormatInt(l.CPUQuota, 10), strconv.FormatUint(period, 10)
+		w := []write{{file: "cpu.cfs_period_us", value: p, retryLater: true}, {file: "cpu.cfs_quota_us", value: q}}
+		if unified {
+			w = []write{{file: "cpu.max", value: q + " " + p}}
+		}
+		out = append(out, setting{"cpu quota", "cpu", w})
 	}
 	if l.CPUShares > 0 {
-		r := &cgroups.Resources{CpuShares: l.CPUShares}
+		w := []write{{file: "cpu.shares", value: strconv.FormatUint(l.CPUShares, 10), verify: true}}
 		if unified {
-			r = &cgroups.Resources{CpuWeight: cpuWeight(l.CPUShares)}
+			w = []write{{file: "cpu.weight", value: strconv.FormatUint(cpuWeight(l.CPUShares), 10)}}
 		}
-		out = append(out, setting{"cpu shares", "cpu", r})
+		out = append(out, setting{"cpu shares", "cpu", w})
 	}
 	if l.Cpuset != "" {
-		out = append(out, setting{"cpuset", "cpuset", &cgroups.Resources{CpusetCpus: l.Cpuset}})
+		out = append(out, setting{"cpuset", "cpuset", []write{{file: "cpuset.cpus", value: l.Cpuset}}})
 	}
 	if l.PidsLimit > 0 {
-		n := l.PidsLimit
-		out = append(out, setting{"pids limit", "pids", &cgroups.Resources{PidsLimit: &n}})
+		out = append(out, setting{"pids limit", "pids", []write{{file: "pids.max", value: strconv.FormatInt(l.PidsLimit, 10)}}})
+	}
+	return out
+}
+
+// deviceWritesV1 is how the v1 devices controller gets the rules, in a
+// freshly created cgroup (which inherits its parent's "allow everything"):
+// every device denied, then the allow list; or everything allowed. These
+// are the writes runc's devices emulator computes for that transition.
+func (l Limits) deviceWritesV1() []write {
+	rules := l.deviceRules()
+	if l.AllDevices {
+		return []write{{file: "devices.allow", value: rules[0].CgroupString()}}
+	}
+	out := []write{{file: "devices.deny", value: "a *:* rwm"}}
+	for _, r := range rules {
+		out = append(out, write{file: "devices.allow", value: r.CgroupString()})
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package cgroup
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -256,50 +257,54 @@ func TestCPUWeight(t *testing.T) {
 
 func TestSettings(t *testing.T) {
 	l := Limits{Memory: 64 << 20, CPUQuota: 50000, CPUShares: 1024, Cpuset: "0-1", PidsLimit: 20}
-
-	v1 := l.settings(false, true)
-	want := []string{"memory", "cpu", "cpu", "cpuset", "pids"}
-	if len(v1) != len(want) {
-		t.Fatalf("v1 settings: %d, want %d", len(v1), len(want))
-	}
-	for i, s := range v1 {
-		if s.controller != want[i] {
-			t.Errorf("setting %d (%s) controller %q, want %q", i, s.limit, s.controller, want[i])
+	str := func(ss []setting) string {
+		var out []string
+		for _, s := range ss {
+			var ws []string
+			for _, w := range s.writes {
+				f := w.file + "=" + w.value
+				if w.optional {
+					f += "?"
+				}
+				if w.retryLater {
+					f += "~"
+				}
+				if w.verify {
+					f += "!"
+				}
+				ws = append(ws, f)
+			}
+			out = append(out, s.limit+"("+s.controller+"): "+strings.Join(ws, " "))
 		}
+		return strings.Join(out, "\n")
 	}
-	if r := v1[0].res; r.Memory != 64<<20 || r.MemorySwap != 64<<20 {
-		t.Errorf("v1 memory with memsw: %d/%d", r.Memory, r.MemorySwap)
+	m := strconv.Itoa(64 << 20)
+	wantV1 := strings.Join([]string{
+		"memory limit(memory): memory.limit_in_bytes=" + m + " memory.memsw.limit_in_bytes=" + m + "?",
+		"cpu quota(cpu): cpu.cfs_period_us=100000~ cpu.cfs_quota_us=50000",
+		"cpu shares(cpu): cpu.shares=1024!",
+		"cpuset(cpuset): cpuset.cpus=0-1",
+		"pids limit(pids): pids.max=20",
+	}, "\n")
+	if got := str(l.settings(false)); got != wantV1 {
+		t.Errorf("v1 settings:\n%s\nwant\n%s", got, wantV1)
 	}
-	if r := v1[1].res; r.CpuQuota != 50000 || r.CpuPeriod != DefaultCPUPeriod {
-		t.Errorf("v1 cpu quota: %d/%d", r.CpuQuota, r.CpuPeriod)
-	}
-	if r := v1[2].res; r.CpuShares != 1024 || r.CpuWeight != 0 {
-		t.Errorf("v1 shares: %d, weight %d", r.CpuShares, r.CpuWeight)
-	}
-	if r := v1[3].res; r.CpusetCpus != "0-1" {
-		t.Errorf("v1 cpuset: %q", r.CpusetCpus)
-	}
-	if r := v1[4].res; r.PidsLimit == nil || *r.PidsLimit != 20 {
-		t.Errorf("v1 pids: %v", r.PidsLimit)
-	}
-
-	if r := l.settings(false, false)[0].res; r.MemorySwap != 0 {
-		t.Errorf("v1 without swap accounting sets memsw %d", r.MemorySwap)
-	}
-
-	v2 := l.settings(true, false)
-	if r := v2[0].res; r.Memory != 64<<20 || r.MemorySwap != 64<<20 {
-		t.Errorf("v2 memory: %d/%d (want swap = memory, i.e. swap.max 0)", r.Memory, r.MemorySwap)
-	}
-	if r := v2[2].res; r.CpuShares != 0 || r.CpuWeight != 100 {
-		t.Errorf("v2 shares: %d, weight %d; want weight 100", r.CpuShares, r.CpuWeight)
+	wantV2 := strings.Join([]string{
+		"memory limit(memory): memory.swap.max=0? memory.max=" + m,
+		"cpu quota(cpu): cpu.max=50000 100000",
+		"cpu shares(cpu): cpu.weight=100",
+		"cpuset(cpuset): cpuset.cpus=0-1",
+		"pids limit(pids): pids.max=20",
+	}, "\n")
+	if got := str(l.settings(true)); got != wantV2 {
+		t.Errorf("v2 settings:\n%s\nwant\n%s", got, wantV2)
 	}
 
-	if got := (Limits{}).settings(false, true); len(got) != 0 {
+	if got := (Limits{}).settings(false); len(got) != 0 {
 		t.Errorf("empty limits give %d settings", len(got))
 	}
-	if r := (Limits{CPUQuota: 20000, CPUPeriod: 50000}).settings(true, false)[0].res; r.CpuPeriod != 50000 {
-		t.Errorf("explicit period lost: %d", r.CpuPeriod)
+	if got := str((Limits{CPUQuota: 20000, CPUPeriod: 50000}).settings(true)); got != "cpu quota(cpu): cpu.max=20000 50000" {
+		t.Errorf("explicit period lost: %s", got)
 	}
 }
 

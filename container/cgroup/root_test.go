@@ -859,6 +859,75 @@ func TestRealV2Inner(t *testing.T) {
 	}
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
+
+	// A child cloned into the cgroup through OpenFD (CLONE_INTO_CGROUP).
+	f, err := c.OpenFD()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command("sleep", "30")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+	err = cmd.Start()
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err = cgroups.ParseCgroupFile(fmt.Sprintf("/proc/%d/cgroup", cmd.Process.Pid))
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "/" + parent + "/v2"; in[""] != want {
+		t.Errorf("cloned into the cgroup: 0::%s, want %s", in[""], want)
+	}
+	if err := c.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, c, true)
+}
+
+func TestRealOpenFDCloneInto(t *testing.T) {
+	// A child started with UseCgroupFD on OpenFD's directory is in the
+	// cgroup (on the unified hierarchy) from its first instruction.
+	needRoot(t)
+	c, err := New(testParent(t), "cloneinto", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Paths()[""]; !ok {
+		if _, err := c.OpenFD(); !errors.Is(err, ErrControllerUnavailable) {
+			t.Fatalf("OpenFD without a unified hierarchy: %v", err)
+		}
+		t.Skip("no unified hierarchy on this host")
+	}
+	if err := c.Create(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Destroy() })
+	f, err := c.OpenFD()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command("sleep", "30")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	in, err := cgroups.ParseCgroupFile(fmt.Sprintf("/proc/%d/cgroup", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "/" + c.parent + "/cloneinto"; in[""] != want {
+		t.Errorf("/proc/%d/cgroup: 0::%s, want %s", cmd.Process.Pid, in[""], want)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
 	if err := c.Destroy(); err != nil {
 		t.Fatal(err)
 	}
