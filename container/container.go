@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"time"
 
@@ -302,30 +303,19 @@ func (c *Container) startInit(stdio IO, lower string) error {
 }
 
 // splitCgroupDirs puts the container's cgroup v1 directories in cfg, for the init to join,
-// and opens its cgroup v2 directory (nil if it has none), to clone the init into.
+// and opens its cgroup v2 directory (nil if the host has none), to clone the init into.
 func (c *Container) splitCgroupDirs(cfg *nsenter.InitConfig) (*os.File, error) {
-	var v2 *os.File
-	for _, d := range cgroupDirs(c.cg) {
-		var st unix.Statfs_t
-		if err := unix.Statfs(d, &st); err != nil {
-			v2.Close()
-			return nil, &os.PathError{Op: "statfs", Path: d, Err: err}
+	paths := c.cg.Paths()
+	for key, dir := range paths {
+		if key != "" { // "" is the unified (v2) hierarchy
+			cfg.CgroupDirs = append(cfg.CgroupDirs, dir)
 		}
-		if st.Type != unix.CGROUP2_SUPER_MAGIC {
-			cfg.CgroupDirs = append(cfg.CgroupDirs, d)
-			continue
-		}
-		if v2 != nil {
-			v2.Close()
-			return nil, fmt.Errorf("cgroup %s: two cgroup v2 directories", c.Record.Name)
-		}
-		f, err := os.OpenFile(d, os.O_RDONLY|unix.O_DIRECTORY, 0)
-		if err != nil {
-			return nil, err
-		}
-		v2 = f
 	}
-	return v2, nil
+	slices.Sort(cfg.CgroupDirs)
+	if _, ok := paths[""]; !ok {
+		return nil, nil
+	}
+	return c.cg.OpenFD()
 }
 
 // initError turns what the init reported into the exit code and message fockker ends with.
