@@ -5,11 +5,11 @@ package container
 import (
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/FishingRodd/fockker/container/cgroup"
 	"github.com/FishingRodd/fockker/container/security"
+	"github.com/FishingRodd/fockker/internal/ident"
 	"github.com/FishingRodd/fockker/network"
 )
 
@@ -74,12 +74,10 @@ func (r Roots) Validate() error {
 	return nil
 }
 
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
-
 // ValidateName checks a container or image name before it touches any path.
 func ValidateName(kind, name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("%s name %q: must match [a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}: %w", kind, name, ErrInvalidName)
+	if !ident.Valid(name) {
+		return fmt.Errorf("%s name %q: must match %s: %w", kind, name, ident.Rule, ErrInvalidName)
 	}
 	return nil
 }
