@@ -35,6 +35,9 @@ const (
 	Created Status = "created"
 	Running Status = "running"
 	Stopped Status = "stopped"
+	// Damaged marks a record that cannot be read: what a crash of the machine can leave of
+	// a record being written (see Store.Load). It is never written.
+	Damaged Status = "damaged"
 )
 
 // Roots says where an installation keeps its state and its images.

@@ -188,30 +188,42 @@ func (g *collector) add(kind, format string, args ...any) {
 }
 
 func (g *collector) run() error {
-	if err := g.stateDirs(); err != nil {
-		return err
-	}
-	// Everything below compares with the records: an unreadable one stops the collector,
-	// which must not take its container's belongings for orphans.
-	recs, err := g.store.List()
+	entries, err := g.stateDirs()
 	if err != nil {
 		return err
 	}
+	// The full pass compares everything with every record. The cheap pass reads only the
+	// records that may need settling: a stopped record is final, and the stat of stateDirs
+	// told which ones are (see Store).
+	var recs []*Record
 	if g.opts.Full {
+		recs, err = g.store.List()
+	} else {
+		recs, err = g.mayNeedSettling(entries)
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	recs, removed, left, err := g.damaged(recs)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	// A damaged record left (a process is still in its cgroup) hides which watcher and which
+	// network attachment are its container's: those passes wait until it is gone.
+	if g.opts.Full && !left {
 		if err := g.watchers(recs); err != nil {
 			return err
 		}
 	}
-	var errs []error
 	for _, rec := range recs {
 		if err := g.settle(rec); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	names := map[string]bool{}
-	ids := map[string]bool{}
-	for _, r := range recs {
-		names[r.Name], ids[r.ID] = true, true
+	for _, e := range entries {
+		names[e.name] = !removed[e.name]
 	}
 	if err := g.layers(names); err != nil {
 		errs = append(errs, err)
@@ -221,7 +233,11 @@ func (g *collector) run() error {
 	}
 	// Only a lost record leaves network state behind (a removal disconnects before it
 	// deletes the record), so the cheap pass does not read every endpoint and address.
-	if g.opts.Full {
+	if g.opts.Full && !left {
+		ids := map[string]bool{}
+		for _, r := range recs {
+			ids[r.ID] = true
+		}
 		if err := g.network(ids); err != nil {
 			errs = append(errs, err)
 		}
@@ -230,48 +246,132 @@ func (g *collector) run() error {
 }
 
 // stateDirs removes temporary directories of reservations and removals, and record
-// directories left without their config.json by a removal that was killed.
-func (g *collector) stateDirs() error {
+// directories left without their config.json by a crash, and returns the record directories
+// that are left, with what a stat of their config.json says.
+func (g *collector) stateDirs() ([]recordEntry, error) {
 	ents, err := os.ReadDir(g.roots.State)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, e := range ents {
 		name, p := e.Name(), filepath.Join(g.roots.State, e.Name())
-		if !e.IsDir() || name == networkDir {
-			continue
-		}
-		if strings.HasPrefix(name, ".new-") || strings.HasPrefix(name, ".rm-") {
+		if e.IsDir() && (strings.HasPrefix(name, ".new-") || strings.HasPrefix(name, ".rm-")) {
 			if err := os.RemoveAll(p); err != nil {
-				return fmt.Errorf("prune: %w", err)
+				return nil, fmt.Errorf("prune: %w", err)
 			}
 			g.add("state", "temporary directory %s", p)
+		}
+	}
+	entries, err := g.store.scan()
+	if err != nil {
+		return nil, err
+	}
+	kept := entries[:0]
+	for _, e := range entries {
+		if !e.missing {
+			kept = append(kept, e)
 			continue
 		}
-		if ValidateName("container", name) != nil {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(p, configName)); !errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		lk, err := g.store.tryLock(name)
+		p := filepath.Join(g.roots.State, e.name)
+		lk, err := g.store.tryLock(e.name)
 		if err != nil {
 			continue // busy or gone
 		}
 		if _, err := os.Stat(filepath.Join(p, configName)); errors.Is(err, os.ErrNotExist) {
-			err = g.store.Delete(name)
+			err = g.store.Delete(e.name)
 			if err == nil {
 				g.add("state", "record directory %s without a record", p)
 			}
 		} else {
+			e.missing = false // written meanwhile; read it as not final
+			kept = append(kept, e)
 			err = nil
 		}
 		lk.Unlock()
 		if err != nil {
-			return fmt.Errorf("prune: %w", err)
+			return nil, fmt.Errorf("prune: %w", err)
 		}
 	}
-	return nil
+	return kept, nil
+}
+
+// mayNeedSettling reads the records that are not final: created or running ones (which
+// settle checks), damaged ones, and stopped ones written before stopped records were
+// read-only.
+func (g *collector) mayNeedSettling(entries []recordEntry) ([]*Record, error) {
+	var recs []*Record
+	for _, e := range entries {
+		if e.final {
+			continue
+		}
+		rec, err := g.store.Load(e.name)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, rec)
+	}
+	return recs, nil
+}
+
+// damaged removes the damaged records (see Store.Load) whose container is provably gone:
+// nobody holds the record's lock and no process is in its cgroup. (After a crash of the
+// machine, which is what damages a record, none is.) Their layers and cgroup are then
+// orphans that the rest of the pass collects. It returns the other records, the names
+// removed, and whether a damaged record is left.
+func (g *collector) damaged(recs []*Record) (rest []*Record, removed map[string]bool, left bool, err error) {
+	removed = map[string]bool{}
+	var errs []error
+	for _, rec := range recs {
+		if rec.Status != Damaged {
+			rest = append(rest, rec)
+			continue
+		}
+		gone, err := g.removeDamaged(rec.Name)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if gone {
+			removed[rec.Name] = true
+		} else {
+			left = true
+		}
+	}
+	return rest, removed, left, errors.Join(errs...)
+}
+
+// removeDamaged removes one damaged record if its container is provably gone, and reports
+// whether the record is gone.
+func (g *collector) removeDamaged(name string) (bool, error) {
+	lk, err := g.store.tryLock(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, nil // busy: someone is at work on it
+	}
+	defer lk.Unlock()
+	cur, err := g.store.Load(name)
+	if errors.Is(err, ErrNotFound) {
+		return true, nil
+	}
+	if err != nil || cur.Status != Damaged {
+		return false, err
+	}
+	cg, err := cgroup.Load(DefaultCgroupParent, name)
+	if err != nil {
+		return false, err
+	}
+	if busy, err := cgroupBusy(cg); err != nil || busy {
+		return false, err
+	}
+	if err := g.store.Delete(name); err != nil {
+		return false, fmt.Errorf("prune: %w", err)
+	}
+	g.add("state", "damaged record %s", filepath.Join(g.roots.State, name, configName))
+	return true, nil
 }
 
 // settle records as stopped a container whose init is gone while its record says otherwise
@@ -279,6 +379,9 @@ func (g *collector) stateDirs() error {
 // lives is left to it: it records the exit code. A full prune also removes the empty cgroups
 // of containers recorded as stopped (their exit, OOM kills included, is recorded by then).
 func (g *collector) settle(rec *Record) error {
+	if rec.Status == Damaged {
+		return nil // left by damaged: a process is still in its cgroup
+	}
 	if rec.Status == Stopped {
 		if g.opts.Full {
 			return g.removeCgroup(rec.Spec.CgroupParent, rec.Name, false)
@@ -294,7 +397,7 @@ func (g *collector) settle(rec *Record) error {
 	}
 	defer lk.Unlock()
 	cur, err := g.store.Load(rec.Name)
-	if err != nil || cur.ID != rec.ID || cur.Status == Stopped || alive(cur.Pid, cur.StartTime) {
+	if err != nil || cur.ID != rec.ID || cur.Status == Stopped || cur.Status == Damaged || alive(cur.Pid, cur.StartTime) {
 		return nil
 	}
 	if err := releasePorts(g.roots, cur); err != nil {
