@@ -249,7 +249,7 @@ func (g *collector) run() error {
 // directories left without their config.json by a crash, and returns the record directories
 // that are left, with what a stat of their config.json says.
 func (g *collector) stateDirs() ([]recordEntry, error) {
-	ents, err := os.ReadDir(g.roots.State)
+	ents, err := readDir(g.roots.State)
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +262,7 @@ func (g *collector) stateDirs() ([]recordEntry, error) {
 			g.add("state", "temporary directory %s", p)
 		}
 	}
-	entries, err := g.store.scan()
+	entries, err := g.store.scan(ents)
 	if err != nil {
 		return nil, err
 	}
@@ -477,7 +477,7 @@ func (g *collector) layers(names map[string]bool) error {
 	subs := []string{"mnt", "writeLayer", "workLayer"}
 	candidates := map[string]bool{}
 	for _, sub := range subs {
-		ents, err := os.ReadDir(filepath.Join(g.roots.Image, sub))
+		ents, err := readDir(filepath.Join(g.roots.Image, sub))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -557,7 +557,7 @@ func (g *collector) layers(names map[string]bool) error {
 // <name>.tar into .unpack-<name>-* while it holds a lock on the archive, so a directory whose
 // archive nobody holds locked is garbage.
 func (g *collector) unpackDirs() error {
-	ents, err := os.ReadDir(g.roots.Image)
+	ents, err := readDir(g.roots.Image)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

@@ -338,16 +338,20 @@ type recordEntry struct {
 	final   bool // config.json is read-only: the record says stopped
 }
 
-// scan lists the record directories with what a stat of their config.json says, without
-// reading any record.
-func (s *Store) scan() ([]recordEntry, error) {
-	ents, err := os.ReadDir(s.root)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+// readDir lists a directory in the order the file system gives (os.ReadDir sorts, which
+// costs where nobody needs it).
+func readDir(dir string) ([]os.DirEntry, error) {
+	f, err := os.Open(dir)
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
+	return f.ReadDir(-1)
+}
+
+// scan takes the entries of the state root and returns the record directories with what a
+// stat of their config.json says, without reading any record.
+func (s *Store) scan(ents []os.DirEntry) ([]recordEntry, error) {
 	var out []recordEntry
 	for _, e := range ents {
 		if !e.IsDir() || e.Name() == networkDir || ValidateName("container", e.Name()) != nil {

@@ -249,7 +249,11 @@ func TestRecordModes(t *testing.T) {
 	if rec, err := s.Load("m"); err != nil || rec.Pid != 1 {
 		t.Errorf("after rewriting a read-only record: %+v, %v", rec, err)
 	}
-	entries, err := s.scan()
+	ents, err := readDir(s.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := s.scan(ents)
 	if err != nil || len(entries) != 1 || !entries[0].final || entries[0].missing {
 		t.Errorf("scan: %+v, %v", entries, err)
 	}
@@ -415,5 +419,39 @@ func TestDamagedRecordResidue(t *testing.T) {
 	}
 	if _, err := s.Load(busyName); !errors.Is(err, ErrNotFound) || layersOf(busyName) != 0 || cgs[busyName].Exists() {
 		t.Errorf("after the process ended: record %v, %d layer dirs, cgroup exists %v", err, layersOf(busyName), cgs[busyName].Exists())
+	}
+}
+
+// benchInstall makes an installation of n stopped containers, with their layers.
+func benchInstall(b *testing.B, n int) Roots {
+	dir := b.TempDir()
+	r := Roots{State: filepath.Join(dir, "state"), Image: filepath.Join(dir, "image")}
+	s := NewStore(r.State)
+	for i := 0; i < n; i++ {
+		code := 0
+		rec := &Record{ID: fmt.Sprintf("%010d", i), Name: fmt.Sprintf("c%d", i), Status: Stopped, ExitCode: &code,
+			Command: []string{"true"}, CreateTime: "2026-11-27 22:50:12", Volume: []string{}, PortMapping: []string{}, NetworkName: "none",
+			Spec: Spec{Name: fmt.Sprintf("c%d", i), Image: "busybox", Args: []string{"true"}, Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=x"}, CgroupParent: "fockker", Network: "none"}}
+		lk, err := s.Reserve(rec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lk.Unlock()
+		for _, d := range []string{r.UpperDir(rec.Name), r.WorkDir(rec.Name), r.MergedDir(rec.Name)} {
+			os.MkdirAll(d, 0o755)
+			markLayer(d, r.State)
+		}
+	}
+	return r
+}
+
+// BenchmarkPruneLazy1000 is the cheap pass every run makes, with 1,000 stopped containers.
+func BenchmarkPruneLazy1000(b *testing.B) {
+	r := benchInstall(b, 1000)
+	b.ResetTimer()
+	for b.Loop() {
+		if err := PruneLazily(r, 0); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
