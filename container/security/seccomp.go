@@ -551,7 +551,7 @@ func assemble(set *ruleSet, def retAction, info *archInfo) ([]bpf.Instruction, e
 			n := min(len(uncond), maxBlock/2)
 			block, err := syscallsBlock(uncond[:n], act)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%w: %w", ErrInvalidProfile, err)
 			}
 			insns = append(insns, block...)
 			uncond = uncond[n:]
@@ -584,8 +584,11 @@ func conditionalBlocks(num uint32, sets []conditions, act retAction) ([][]bpf.In
 	if err == nil {
 		return [][]bpf.Instruction{block}, nil
 	}
-	if !errors.Is(err, errBlockTooLong) || len(sets) < 2 {
+	if !errors.Is(err, errBlockTooLong) {
 		return nil, err
+	}
+	if len(sets) < 2 {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidProfile, err)
 	}
 	half := len(sets) / 2
 	first, err := conditionalBlocks(num, sets[:half], act)
@@ -599,4 +602,7 @@ func conditionalBlocks(num uint32, sets []conditions, act retAction) ([][]bpf.In
 	return append(first, rest...), nil
 }
 
-var errBlockTooLong = fmt.Errorf("%w: a rule's conditions need a jump longer than 255 BPF instructions", ErrInvalidProfile)
+// errBlockTooLong: a block's jumps would reach further than a conditional jump can. Made
+// with errors.New rather than wrapping ErrInvalidProfile, so that no process formats it at
+// start-up; it is wrapped where it leaves the compiler.
+var errBlockTooLong = errors.New("a rule's conditions need a jump longer than 255 BPF instructions")

@@ -566,3 +566,31 @@ func TestSyscallTable(t *testing.T) {
 		t.Error("no_such_call found")
 	}
 }
+
+// TestOneRuleTooLong: a single condition set longer than a jump reaches is refused as an
+// invalid profile, not compiled wrongly.
+func TestOneRuleTooLong(t *testing.T) {
+	info := amd64(t)
+	rule := func(args int) string {
+		// Each comparison is of another argument, so they form one set (AND); 32 bits that
+		// must be set make 32 single-bit tests of 4 instructions.
+		var conds []string
+		for i := 0; i < args; i++ {
+			conds = append(conds, fmt.Sprintf(`{"index":%d,"value":%d,"valueTwo":%d,"op":"SCMP_CMP_MASKED_EQ"}`, i, uint32(0xffffffff), uint32(0xffffffff)))
+		}
+		return `{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["ioctl"],"action":"SCMP_ACT_ALLOW","args":[` + strings.Join(conds, ",") + `]}]}`
+	}
+	for args, ok := range map[int]bool{1: true, 3: false} {
+		p, err := ParseProfile([]byte(rule(args)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = buildFilter(p, testSel(), info)
+		if ok && err != nil {
+			t.Errorf("%d comparisons: %v", args, err)
+		}
+		if !ok && (!errors.Is(err, ErrInvalidProfile) || !errors.Is(err, errBlockTooLong)) {
+			t.Errorf("%d comparisons: %v, want ErrInvalidProfile", args, err)
+		}
+	}
+}
