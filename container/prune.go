@@ -139,6 +139,91 @@ func PruneLazily(roots Roots, every time.Duration) error {
 	return err
 }
 
+// PruneForRun is the cheap pass of a run, made before it creates its container: of what
+// crashes left, it frees what this run may need and nothing else (ps's pass and system prune
+// see to the rest): the name it asks for (a record directory a crash emptied or damaged,
+// once nobody holds it and no process is in its cgroup, and then the name's orphan layers),
+// and, when it publishes ports, the ports of containers that died unrecorded (see settle).
+// A run with neither a name nor ports has nothing to free and reads nothing. Like
+// PruneLazily, it gives up at once while runs are being created, and reports nothing.
+func PruneForRun(roots Roots, spec Spec) error {
+	if spec.Name == "" && len(spec.Ports) == 0 {
+		return nil
+	}
+	if err := roots.Validate(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(roots.State); err != nil {
+		return nil // nothing was ever made here
+	}
+	lk, err := lockExclusive(roots.State, 0)
+	if errors.Is(err, ErrPruneBusy) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	g := &collector{roots: roots, store: NewStore(roots.State)}
+	var errs []error
+	if spec.Name != "" && ValidateName("container", spec.Name) == nil && spec.Name != networkDir {
+		if err := g.freeName(spec.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(spec.Ports) > 0 {
+		ents, err := readDir(roots.State)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		entries, err := g.store.scan(ents)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		recs, err := g.mayNeedSettling(entries)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		for _, rec := range recs {
+			if err := g.settle(rec); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// freeName frees a name of what a crash left: its record directory without a readable
+// record, then its orphan layers. A readable record keeps the name (and its layers).
+func (g *collector) freeName(name string) error {
+	var st unix.Stat_t
+	err := unix.Stat(filepath.Join(g.roots.State, name, configName), &st)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		if _, err := os.Lstat(filepath.Join(g.roots.State, name)); err == nil {
+			if gone, err := g.removeEmptied(name); err != nil || !gone {
+				return err
+			}
+		}
+	case err != nil:
+		return &os.PathError{Op: "stat", Path: filepath.Join(g.roots.State, name, configName), Err: err}
+	case st.Mode&0o222 == 0:
+		return nil // a stopped record: the name is taken until rm
+	default:
+		rec, err := g.store.Load(name)
+		if errors.Is(err, ErrNotFound) {
+			break
+		}
+		if err != nil || rec.Status != Damaged {
+			return err
+		}
+		if gone, err := g.removeDamaged(name); err != nil || !gone {
+			return err
+		}
+	}
+	return g.orphanLayers(map[string]bool{name: true})
+}
+
 // Prune removes this installation's orphans (see above) and reports what it removed. What
 // was removed before an error is reported too.
 func Prune(roots Roots, opts PruneOptions) (out []Pruned, err error) {
@@ -268,31 +353,42 @@ func (g *collector) stateDirs() ([]recordEntry, error) {
 	}
 	kept := entries[:0]
 	for _, e := range entries {
-		if !e.missing {
-			kept = append(kept, e)
-			continue
-		}
-		p := filepath.Join(g.roots.State, e.name)
-		lk, err := g.store.tryLock(e.name)
-		if err != nil {
-			continue // busy or gone
-		}
-		if _, err := os.Stat(filepath.Join(p, configName)); errors.Is(err, os.ErrNotExist) {
-			err = g.store.Delete(e.name)
-			if err == nil {
-				g.add("state", "record directory %s without a record", p)
+		if e.missing {
+			gone, err := g.removeEmptied(e.name)
+			if err != nil {
+				return nil, err
 			}
-		} else {
-			e.missing = false // written meanwhile; read it as not final
-			kept = append(kept, e)
-			err = nil
+			if gone {
+				continue
+			}
+			e.missing = false // written meanwhile, or busy: read it as not final
 		}
-		lk.Unlock()
-		if err != nil {
-			return nil, fmt.Errorf("prune: %w", err)
-		}
+		kept = append(kept, e)
 	}
 	return kept, nil
+}
+
+// removeEmptied removes the record directory of name if it has no config.json (a
+// reservation or removal cut short by a crash) and nobody holds it, and reports whether it
+// is gone.
+func (g *collector) removeEmptied(name string) (bool, error) {
+	p := filepath.Join(g.roots.State, name)
+	lk, err := g.store.tryLock(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, nil // busy
+	}
+	defer lk.Unlock()
+	if _, err := os.Stat(filepath.Join(p, configName)); !errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err := g.store.Delete(name); err != nil {
+		return false, fmt.Errorf("prune: %w", err)
+	}
+	g.add("state", "record directory %s without a record", p)
+	return true, nil
 }
 
 // mayNeedSettling reads the records that are not final: created or running ones (which
@@ -474,9 +570,8 @@ func cgroupBusy(cg *cgroup.Cgroup) (bool, error) {
 // mounted on them. The mount point goes first and the marked directories last, so that a
 // prune that fails halfway can prove ownership next time.
 func (g *collector) layers(names map[string]bool) error {
-	subs := []string{"mnt", "writeLayer", "workLayer"}
 	candidates := map[string]bool{}
-	for _, sub := range subs {
+	for _, sub := range layerSubdirs() {
 		ents, err := readDir(filepath.Join(g.roots.Image, sub))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -490,11 +585,19 @@ func (g *collector) layers(names map[string]bool) error {
 			}
 		}
 	}
+	return g.orphanLayers(candidates)
+}
+
+// layerSubdirs are the image root's directories of per-container layers.
+func layerSubdirs() []string { return []string{"mnt", "writeLayer", "workLayer"} }
+
+// orphanLayers removes the layers of candidates, names that have no record: see layers.
+func (g *collector) orphanLayers(candidates map[string]bool) error {
 	orphans := map[string][]string{}
 	for name := range candidates {
 		var dirs []string
 		owned := false
-		for _, sub := range subs {
+		for _, sub := range layerSubdirs() {
 			p := filepath.Join(g.roots.Image, sub, name)
 			if _, err := os.Lstat(p); err == nil {
 				dirs = append(dirs, p)

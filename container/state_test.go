@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/FishingRodd/fockker/container/cgroup"
+	"github.com/FishingRodd/fockker/network"
 )
 
 func TestStoreReserveIsExclusive(t *testing.T) {
@@ -453,5 +454,74 @@ func BenchmarkPruneLazy1000(b *testing.B) {
 		if err := PruneLazily(r, 0); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestPruneForRun: a run frees the name it asks for of a crash's leftovers (a record
+// directory without a readable record, the name's orphan layers), and, when it publishes
+// ports, settles containers that died unrecorded; it touches nothing else, and a run with
+// neither reads nothing.
+func TestPruneForRun(t *testing.T) {
+	dir := t.TempDir()
+	roots := Roots{State: filepath.Join(dir, "state"), Image: filepath.Join(dir, "image")}
+	s := NewStore(roots.State)
+	root := os.Geteuid() == 0 // layers carry a trusted.* mark
+	for _, name := range []string{"emptied", "other"} {
+		if err := os.MkdirAll(filepath.Join(roots.State, name), 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeRaw(t, s, "damaged", []byte("{\"id\": \"12"), 0o600)
+	lk, err := s.Reserve(&Record{ID: "1111111111", Name: "dead", Status: Running, Pid: 1 << 30, StartTime: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock()
+	lk, err = s.Reserve(&Record{ID: "2222222222", Name: "taken", Status: Stopped})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock()
+	if root {
+		for _, name := range []string{"lost", "taken"} {
+			if err := createLayers(roots, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	exists := func(p string) bool { _, err := os.Lstat(p); return err == nil }
+	status := func(name string) Status {
+		rec, err := s.Load(name)
+		if err != nil {
+			return "gone"
+		}
+		return rec.Status
+	}
+
+	if err := PruneForRun(roots, Spec{}); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(filepath.Join(roots.State, "emptied")) || status("damaged") != Damaged || status("dead") != Running {
+		t.Fatal("a run without a name or ports freed something")
+	}
+	for _, name := range []string{"emptied", "damaged", "taken", "lost"} {
+		if err := PruneForRun(roots, Spec{Name: name}); err != nil {
+			t.Fatalf("--name %s: %v", name, err)
+		}
+	}
+	if exists(filepath.Join(roots.State, "emptied")) || status("damaged") != "gone" {
+		t.Error("the names asked for are still held by a crash's leftovers")
+	}
+	if !exists(filepath.Join(roots.State, "other")) || status("taken") != Stopped || status("dead") != Running {
+		t.Error("names not asked for, or held by a record, were freed")
+	}
+	if root && (exists(roots.UpperDir("lost")) || !exists(roots.UpperDir("taken"))) {
+		t.Errorf("layers: lost's left %v, taken's kept %v", exists(roots.UpperDir("lost")), exists(roots.UpperDir("taken")))
+	}
+	if err := PruneForRun(roots, Spec{Ports: []network.PortMapping{{HostPort: 8080, ContainerPort: 80, Proto: "tcp"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if status("dead") != Stopped || !exists(filepath.Join(roots.State, "other")) {
+		t.Errorf("a run with ports: dead is %s, other exists %v", status("dead"), exists(filepath.Join(roots.State, "other")))
 	}
 }
