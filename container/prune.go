@@ -108,11 +108,12 @@ func ownedLayer(dir, stateRoot string) bool {
 	return err == nil && string(buf[:n]) == filepath.Clean(stateRoot)
 }
 
-// PruneLazily is the collector's cheap pass, run by ps and run: it gives up at once if runs
-// are being created, and reports nothing. With every > 0 it runs at most that often (its last
-// run is kept in an extended attribute of the state root): ps, which scripts poll, passes
-// a few seconds; run passes 0, since what it frees (ports of a crashed run) may be what it
-// needs. Its errors only matter to a debugging user.
+// PruneLazily is the collector's cheap pass, run by ps: it gives up at once if runs are being
+// created, and reports nothing. It reads only the records that are not final (see Store).
+// With every > 0 it runs at most that often (its last run is kept in an extended attribute
+// of the state root): ps, which scripts poll, passes a few seconds. With 0 it always runs
+// and stamps nothing (PruneForRun is what a run needs of it). Its errors only matter to a
+// debugging user.
 func PruneLazily(roots Roots, every time.Duration) error {
 	if _, err := os.Stat(roots.State); err != nil {
 		return nil // nothing was ever made here
