@@ -18,12 +18,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The garbage collector (`fockker system prune`, and a cheaper pass run by ps and run) removes
-// what crashes leave behind, and only what is provably this installation's and no longer in
-// use:
+// The garbage collector (`fockker system prune`, and a cheaper pass run by ps, and the part
+// of it a run needs) removes what crashes leave behind, and only what is provably this
+// installation's and no longer in use:
 //
-//   - temporary state directories (.new-* of a reservation, .rm-* of a removal) and record
-//     directories that lost their config.json halfway through a removal;
+//   - temporary state directories (.new-* of a reservation, .rm-* of a removal), record
+//     directories without their config.json, and damaged records (a config.json a crash of
+//     the machine left unreadable, see Store) once no process is left in their cgroup;
 //   - containers whose record says created or running but whose init is gone (its creator or
 //     watcher was killed): the record is settled as stopped, its published ports are freed
 //     and its cgroup removed; its address stays until rm, as for any stopped container;
@@ -39,6 +40,9 @@ import (
 //   - (full prune only) watchers of this state root whose container has no record: killed,
 //     which takes their container along; and mounts in the host's mount namespace under the
 //     layer directories of containers without a live record: detached.
+//
+// While a damaged record is left, the full prune kills no watcher and frees no network
+// attachment: which of them are its container's is unknown.
 //
 // Concurrent runs are never disturbed: a run holds a shared flock on the state root from
 // before it reserves its record until its container has started (or it rolled back), and the
