@@ -5,11 +5,11 @@ package container
 import (
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/FishingRodd/fockker/container/cgroup"
 	"github.com/FishingRodd/fockker/container/security"
+	"github.com/FishingRodd/fockker/internal/ident"
 	"github.com/FishingRodd/fockker/network"
 )
 
@@ -35,6 +35,9 @@ const (
 	Created Status = "created"
 	Running Status = "running"
 	Stopped Status = "stopped"
+	// Damaged marks a record that cannot be read: what a crash of the machine can leave of
+	// a record being written (see Store.Load). It is never written.
+	Damaged Status = "damaged"
 )
 
 // Roots says where an installation keeps its state and its images.
@@ -74,12 +77,10 @@ func (r Roots) Validate() error {
 	return nil
 }
 
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
-
 // ValidateName checks a container or image name before it touches any path.
 func ValidateName(kind, name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("%s name %q: must match [a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}: %w", kind, name, ErrInvalidName)
+	if !ident.Valid(name) {
+		return fmt.Errorf("%s name %q: must match %s: %w", kind, name, ident.Rule, ErrInvalidName)
 	}
 	return nil
 }

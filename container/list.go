@@ -5,20 +5,28 @@ import (
 )
 
 // State is what a record says reconciled with the kernel: a container recorded as running
-// whose PID is gone, or now belongs to another process, is stopped.
+// whose PID is gone, or now belongs to another process, is stopped. So is the container of a
+// damaged record, as far as anyone can tell: nothing of it is known to be alive (removing it
+// fails while a process is left in its cgroup).
 func State(rec *Record) Status {
 	switch rec.Status {
 	case Running, Created:
 		if !alive(rec.Pid, rec.StartTime) {
 			return Stopped
 		}
+	case Damaged:
+		return Stopped
 	}
 	return rec.Status
 }
 
-// state is State, and for a record still without a process (its init not yet cloned), whether
-// its creator is at work on it (holding its lock) or gone.
+// state is what ps shows: State, except that a damaged record is shown as such, and for a
+// record still without a process (its init not yet cloned), whether its creator is at work
+// on it (holding its lock) or gone.
 func (s *Store) state(rec *Record) Status {
+	if rec.Status == Damaged {
+		return Damaged
+	}
 	st := State(rec)
 	if st == Stopped && rec.Status == Created && rec.Pid == 0 && s.busy(rec.Name) {
 		return Created

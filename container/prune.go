@@ -18,12 +18,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The garbage collector (`fockker system prune`, and a cheaper pass run by ps and run) removes
-// what crashes leave behind, and only what is provably this installation's and no longer in
-// use:
+// The garbage collector (`fockker system prune`, and a cheaper pass run by ps, and the part
+// of it a run needs) removes what crashes leave behind, and only what is provably this
+// installation's and no longer in use:
 //
-//   - temporary state directories (.new-* of a reservation, .rm-* of a removal) and record
-//     directories that lost their config.json halfway through a removal;
+//   - temporary state directories (.new-* of a reservation, .rm-* of a removal), record
+//     directories without their config.json, and damaged records (a config.json a crash of
+//     the machine left unreadable, see Store) once no process is left in their cgroup;
 //   - containers whose record says created or running but whose init is gone (its creator or
 //     watcher was killed): the record is settled as stopped, its published ports are freed
 //     and its cgroup removed; its address stays until rm, as for any stopped container;
@@ -39,6 +40,9 @@ import (
 //   - (full prune only) watchers of this state root whose container has no record: killed,
 //     which takes their container along; and mounts in the host's mount namespace under the
 //     layer directories of containers without a live record: detached.
+//
+// While a damaged record is left, the full prune kills no watcher and frees no network
+// attachment: which of them are its container's is unknown.
 //
 // Concurrent runs are never disturbed: a run holds a shared flock on the state root from
 // before it reserves its record until its container has started (or it rolled back), and the
@@ -108,11 +112,12 @@ func ownedLayer(dir, stateRoot string) bool {
 	return err == nil && string(buf[:n]) == filepath.Clean(stateRoot)
 }
 
-// PruneLazily is the collector's cheap pass, run by ps and run: it gives up at once if runs
-// are being created, and reports nothing. With every > 0 it runs at most that often (its last
-// run is kept in an extended attribute of the state root): ps, which scripts poll, passes
-// a few seconds; run passes 0, since what it frees (ports of a crashed run) may be what it
-// needs. Its errors only matter to a debugging user.
+// PruneLazily is the collector's cheap pass, run by ps: it gives up at once if runs are being
+// created, and reports nothing. It reads only the records that are not final (see Store).
+// With every > 0 it runs at most that often (its last run is kept in an extended attribute
+// of the state root): ps, which scripts poll, passes a few seconds. With 0 it always runs
+// and stamps nothing (PruneForRun is what a run needs of it). Its errors only matter to a
+// debugging user.
 func PruneLazily(roots Roots, every time.Duration) error {
 	if _, err := os.Stat(roots.State); err != nil {
 		return nil // nothing was ever made here
@@ -137,6 +142,91 @@ func PruneLazily(roots Roots, every time.Duration) error {
 		}
 	}
 	return err
+}
+
+// PruneForRun is the cheap pass of a run, made before it creates its container: of what
+// crashes left, it frees what this run may need and nothing else (ps's pass and system prune
+// see to the rest): the name it asks for (a record directory a crash emptied or damaged,
+// once nobody holds it and no process is in its cgroup, and then the name's orphan layers),
+// and, when it publishes ports, the ports of containers that died unrecorded (see settle).
+// A run with neither a name nor ports has nothing to free and reads nothing. Like
+// PruneLazily, it gives up at once while runs are being created, and reports nothing.
+func PruneForRun(roots Roots, spec Spec) error {
+	if spec.Name == "" && len(spec.Ports) == 0 {
+		return nil
+	}
+	if err := roots.Validate(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(roots.State); err != nil {
+		return nil // nothing was ever made here
+	}
+	lk, err := lockExclusive(roots.State, 0)
+	if errors.Is(err, ErrPruneBusy) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	g := &collector{roots: roots, store: NewStore(roots.State)}
+	var errs []error
+	if spec.Name != "" && ValidateName("container", spec.Name) == nil && spec.Name != networkDir {
+		if err := g.freeName(spec.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(spec.Ports) > 0 {
+		ents, err := readDir(roots.State)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		entries, err := g.store.scan(ents)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		recs, err := g.mayNeedSettling(entries)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		for _, rec := range recs {
+			if err := g.settle(rec); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// freeName frees a name of what a crash left: its record directory without a readable
+// record, then its orphan layers. A readable record keeps the name (and its layers).
+func (g *collector) freeName(name string) error {
+	var st unix.Stat_t
+	err := unix.Stat(filepath.Join(g.roots.State, name, configName), &st)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		if _, err := os.Lstat(filepath.Join(g.roots.State, name)); err == nil {
+			if gone, err := g.removeEmptied(name); err != nil || !gone {
+				return err
+			}
+		}
+	case err != nil:
+		return &os.PathError{Op: "stat", Path: filepath.Join(g.roots.State, name, configName), Err: err}
+	case st.Mode&0o222 == 0:
+		return nil // a stopped record: the name is taken until rm
+	default:
+		rec, err := g.store.Load(name)
+		if errors.Is(err, ErrNotFound) {
+			break
+		}
+		if err != nil || rec.Status != Damaged {
+			return err
+		}
+		if gone, err := g.removeDamaged(name); err != nil || !gone {
+			return err
+		}
+	}
+	return g.orphanLayers(map[string]bool{name: true})
 }
 
 // Prune removes this installation's orphans (see above) and reports what it removed. What
@@ -188,30 +278,42 @@ func (g *collector) add(kind, format string, args ...any) {
 }
 
 func (g *collector) run() error {
-	if err := g.stateDirs(); err != nil {
-		return err
-	}
-	// Everything below compares with the records: an unreadable one stops the collector,
-	// which must not take its container's belongings for orphans.
-	recs, err := g.store.List()
+	entries, err := g.stateDirs()
 	if err != nil {
 		return err
 	}
+	// The full pass compares everything with every record. The cheap pass reads only the
+	// records that may need settling: a stopped record is final, and the stat of stateDirs
+	// told which ones are (see Store).
+	var recs []*Record
 	if g.opts.Full {
+		recs, err = g.store.List()
+	} else {
+		recs, err = g.mayNeedSettling(entries)
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	recs, removed, left, err := g.damaged(recs)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	// A damaged record left (a process is still in its cgroup) hides which watcher and which
+	// network attachment are its container's: those passes wait until it is gone.
+	if g.opts.Full && !left {
 		if err := g.watchers(recs); err != nil {
 			return err
 		}
 	}
-	var errs []error
 	for _, rec := range recs {
 		if err := g.settle(rec); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	names := map[string]bool{}
-	ids := map[string]bool{}
-	for _, r := range recs {
-		names[r.Name], ids[r.ID] = true, true
+	for _, e := range entries {
+		names[e.name] = !removed[e.name]
 	}
 	if err := g.layers(names); err != nil {
 		errs = append(errs, err)
@@ -221,7 +323,11 @@ func (g *collector) run() error {
 	}
 	// Only a lost record leaves network state behind (a removal disconnects before it
 	// deletes the record), so the cheap pass does not read every endpoint and address.
-	if g.opts.Full {
+	if g.opts.Full && !left {
+		ids := map[string]bool{}
+		for _, r := range recs {
+			ids[r.ID] = true
+		}
 		if err := g.network(ids); err != nil {
 			errs = append(errs, err)
 		}
@@ -230,48 +336,143 @@ func (g *collector) run() error {
 }
 
 // stateDirs removes temporary directories of reservations and removals, and record
-// directories left without their config.json by a removal that was killed.
-func (g *collector) stateDirs() error {
-	ents, err := os.ReadDir(g.roots.State)
+// directories left without their config.json by a crash, and returns the record directories
+// that are left, with what a stat of their config.json says.
+func (g *collector) stateDirs() ([]recordEntry, error) {
+	ents, err := readDir(g.roots.State)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, e := range ents {
 		name, p := e.Name(), filepath.Join(g.roots.State, e.Name())
-		if !e.IsDir() || name == networkDir {
-			continue
-		}
-		if strings.HasPrefix(name, ".new-") || strings.HasPrefix(name, ".rm-") {
+		if e.IsDir() && (strings.HasPrefix(name, ".new-") || strings.HasPrefix(name, ".rm-")) {
 			if err := os.RemoveAll(p); err != nil {
-				return fmt.Errorf("prune: %w", err)
+				return nil, fmt.Errorf("prune: %w", err)
 			}
 			g.add("state", "temporary directory %s", p)
-			continue
-		}
-		if ValidateName("container", name) != nil {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(p, configName)); !errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		lk, err := g.store.tryLock(name)
-		if err != nil {
-			continue // busy or gone
-		}
-		if _, err := os.Stat(filepath.Join(p, configName)); errors.Is(err, os.ErrNotExist) {
-			err = g.store.Delete(name)
-			if err == nil {
-				g.add("state", "record directory %s without a record", p)
-			}
-		} else {
-			err = nil
-		}
-		lk.Unlock()
-		if err != nil {
-			return fmt.Errorf("prune: %w", err)
 		}
 	}
-	return nil
+	entries, err := g.store.scan(ents)
+	if err != nil {
+		return nil, err
+	}
+	kept := entries[:0]
+	for _, e := range entries {
+		if e.missing {
+			gone, err := g.removeEmptied(e.name)
+			if err != nil {
+				return nil, err
+			}
+			if gone {
+				continue
+			}
+			e.missing = false // written meanwhile, or busy: read it as not final
+		}
+		kept = append(kept, e)
+	}
+	return kept, nil
+}
+
+// removeEmptied removes the record directory of name if it has no config.json (a
+// reservation or removal cut short by a crash) and nobody holds it, and reports whether it
+// is gone.
+func (g *collector) removeEmptied(name string) (bool, error) {
+	p := filepath.Join(g.roots.State, name)
+	lk, err := g.store.tryLock(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, nil // busy
+	}
+	defer lk.Unlock()
+	if _, err := os.Stat(filepath.Join(p, configName)); !errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err := g.store.Delete(name); err != nil {
+		return false, fmt.Errorf("prune: %w", err)
+	}
+	g.add("state", "record directory %s without a record", p)
+	return true, nil
+}
+
+// mayNeedSettling reads the records that are not final: created or running ones (which
+// settle checks), damaged ones, and stopped ones written before stopped records were
+// read-only.
+func (g *collector) mayNeedSettling(entries []recordEntry) ([]*Record, error) {
+	var recs []*Record
+	for _, e := range entries {
+		if e.final {
+			continue
+		}
+		rec, err := g.store.Load(e.name)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, rec)
+	}
+	return recs, nil
+}
+
+// damaged removes the damaged records (see Store.Load) whose container is provably gone:
+// nobody holds the record's lock and no process is in its cgroup. (After a crash of the
+// machine, which is what damages a record, none is.) Their layers and cgroup are then
+// orphans that the rest of the pass collects. It returns the other records, the names
+// removed, and whether a damaged record is left.
+func (g *collector) damaged(recs []*Record) (rest []*Record, removed map[string]bool, left bool, err error) {
+	removed = map[string]bool{}
+	var errs []error
+	for _, rec := range recs {
+		if rec.Status != Damaged {
+			rest = append(rest, rec)
+			continue
+		}
+		gone, err := g.removeDamaged(rec.Name)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if gone {
+			removed[rec.Name] = true
+		} else {
+			left = true
+		}
+	}
+	return rest, removed, left, errors.Join(errs...)
+}
+
+// removeDamaged removes one damaged record if its container is provably gone, and reports
+// whether the record is gone.
+func (g *collector) removeDamaged(name string) (bool, error) {
+	lk, err := g.store.tryLock(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, nil // busy: someone is at work on it
+	}
+	defer lk.Unlock()
+	cur, err := g.store.Load(name)
+	if errors.Is(err, ErrNotFound) {
+		return true, nil
+	}
+	if err != nil || cur.Status != Damaged {
+		return false, err
+	}
+	cg, err := cgroup.Load(DefaultCgroupParent, name)
+	if err != nil {
+		return false, err
+	}
+	if busy, err := cgroupBusy(cg); err != nil || busy {
+		return false, err
+	}
+	if err := g.store.Delete(name); err != nil {
+		return false, fmt.Errorf("prune: %w", err)
+	}
+	g.add("state", "damaged record %s", filepath.Join(g.roots.State, name, configName))
+	return true, nil
 }
 
 // settle records as stopped a container whose init is gone while its record says otherwise
@@ -279,6 +480,9 @@ func (g *collector) stateDirs() error {
 // lives is left to it: it records the exit code. A full prune also removes the empty cgroups
 // of containers recorded as stopped (their exit, OOM kills included, is recorded by then).
 func (g *collector) settle(rec *Record) error {
+	if rec.Status == Damaged {
+		return nil // left by damaged: a process is still in its cgroup
+	}
 	if rec.Status == Stopped {
 		if g.opts.Full {
 			return g.removeCgroup(rec.Spec.CgroupParent, rec.Name, false)
@@ -294,7 +498,7 @@ func (g *collector) settle(rec *Record) error {
 	}
 	defer lk.Unlock()
 	cur, err := g.store.Load(rec.Name)
-	if err != nil || cur.ID != rec.ID || cur.Status == Stopped || alive(cur.Pid, cur.StartTime) {
+	if err != nil || cur.ID != rec.ID || cur.Status == Stopped || cur.Status == Damaged || alive(cur.Pid, cur.StartTime) {
 		return nil
 	}
 	if err := releasePorts(g.roots, cur); err != nil {
@@ -371,10 +575,9 @@ func cgroupBusy(cg *cgroup.Cgroup) (bool, error) {
 // mounted on them. The mount point goes first and the marked directories last, so that a
 // prune that fails halfway can prove ownership next time.
 func (g *collector) layers(names map[string]bool) error {
-	subs := []string{"mnt", "writeLayer", "workLayer"}
 	candidates := map[string]bool{}
-	for _, sub := range subs {
-		ents, err := os.ReadDir(filepath.Join(g.roots.Image, sub))
+	for _, sub := range layerSubdirs() {
+		ents, err := readDir(filepath.Join(g.roots.Image, sub))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -387,11 +590,19 @@ func (g *collector) layers(names map[string]bool) error {
 			}
 		}
 	}
+	return g.orphanLayers(candidates)
+}
+
+// layerSubdirs are the image root's directories of per-container layers.
+func layerSubdirs() []string { return []string{"mnt", "writeLayer", "workLayer"} }
+
+// orphanLayers removes the layers of candidates, names that have no record: see layers.
+func (g *collector) orphanLayers(candidates map[string]bool) error {
 	orphans := map[string][]string{}
 	for name := range candidates {
 		var dirs []string
 		owned := false
-		for _, sub := range subs {
+		for _, sub := range layerSubdirs() {
 			p := filepath.Join(g.roots.Image, sub, name)
 			if _, err := os.Lstat(p); err == nil {
 				dirs = append(dirs, p)
@@ -454,7 +665,7 @@ func (g *collector) layers(names map[string]bool) error {
 // <name>.tar into .unpack-<name>-* while it holds a lock on the archive, so a directory whose
 // archive nobody holds locked is garbage.
 func (g *collector) unpackDirs() error {
-	ents, err := os.ReadDir(g.roots.Image)
+	ents, err := readDir(g.roots.Image)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

@@ -6,20 +6,34 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/FishingRodd/fockker/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/FishingRodd/fockker/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
 // Store keeps container records under the state root, one directory per container name.
 //
 // Writers hold an exclusive flock on the container's directory for the whole
-// read-modify-write; records are replaced atomically (temp file, fsync, rename), so readers
-// that only display a record never see half of one and need no lock.
+// read-modify-write; records are replaced atomically (temp file, rename), so readers that
+// only display a record never see half of one and need no lock.
+//
+// Records are not fsynced. A record describes processes, and every process dies with the
+// machine; a crash of fockker itself loses nothing (the page cache survives it). What a
+// crash of the machine can leave, where the state root survives a reboot at all (the
+// default /var/run is a tmpfs), is a record of an earlier version, reconciled with the kernel
+// like any other, or, on file systems that may persist a rename before its file's data, an
+// empty or cut config.json: Load returns such a record as Damaged, ps shows it so, rm
+// removes it with its layers and cgroup, and the collector removes it once no process is
+// left in its cgroup (see Prune). What must survive a crash is fsynced where it is written:
+// images, and network state (its own package).
+//
+// A record that says stopped is final (a container never runs again) and is written
+// read-only, 0400 instead of 0600: the collector's cheap pass then knows from a stat that it
+// has nothing to settle there, without reading it.
 type Store struct {
 	root string
 }
@@ -142,9 +156,14 @@ func (s *Store) busy(name string) bool {
 	return false
 }
 
-// Load reads one record without locking (records are replaced atomically).
+// Load reads one record without locking (records are replaced atomically). A config.json
+// that is not a record of this name (empty, cut short, zeros: what a crash of the machine can
+// leave, see Store) is returned as a Damaged record that knows only its name, when the file
+// was written (as its creation time) and the default cgroup parent: it is not running as far
+// as anyone can tell, and removing it removes its layers and its cgroup by name.
 func (s *Store) Load(name string) (*Record, error) {
-	b, err := os.ReadFile(filepath.Join(s.root, name, configName))
+	p := filepath.Join(s.root, name, configName)
+	b, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%q: %w", name, ErrNotFound)
 	}
@@ -152,10 +171,23 @@ func (s *Store) Load(name string) (*Record, error) {
 		return nil, err
 	}
 	var rec Record
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("record of %q: %w", name, err)
+	if err := json.Unmarshal(b, &rec); err != nil || rec.Name != name {
+		return damagedRecord(name, p), nil
 	}
 	return &rec, nil
+}
+
+// damagedRecord stands for the unreadable record at path.
+func damagedRecord(name, path string) *Record {
+	rec := &Record{
+		Name: name, Status: Damaged, Command: []string{}, Volume: []string{}, PortMapping: []string{},
+		NetworkName: NetNone,
+		Spec:        Spec{Name: name, CgroupParent: DefaultCgroupParent, Network: NetNone},
+	}
+	if fi, err := os.Stat(path); err == nil {
+		rec.CreateTime = fi.ModTime().Format(timeLayout)
+	}
+	return rec
 }
 
 // Save replaces a record; the caller holds its lock.
@@ -163,7 +195,8 @@ func (s *Store) Save(rec *Record) error {
 	return writeRecord(filepath.Join(s.root, rec.Name), rec)
 }
 
-// Update locks a container, applies fn to its record and saves the result.
+// Update locks a container, applies fn to its record and saves the result. A damaged record
+// (see Load) is returned as it is: fn is not called and nothing is written.
 func (s *Store) Update(name string, fn func(*Record) error) (*Record, error) {
 	lk, err := s.Lock(name)
 	if err != nil {
@@ -173,6 +206,9 @@ func (s *Store) Update(name string, fn func(*Record) error) (*Record, error) {
 	rec, err := s.Load(name)
 	if err != nil {
 		return nil, err
+	}
+	if rec.Status == Damaged {
+		return rec, nil
 	}
 	if err := fn(rec); err != nil {
 		return rec, err
@@ -273,11 +309,64 @@ func (s *Store) Resolve(ref string) (string, error) {
 	}
 }
 
-// writeRecord writes dir/config.json atomically: temp file, fsync, rename.
+// Modes of config.json: a stopped record is final and read-only (see Store).
+const (
+	recordMode        os.FileMode = 0o600
+	stoppedRecordMode os.FileMode = 0o400
+)
+
+// writeRecord writes dir/config.json atomically (temp file, rename; not fsynced, see Store).
 func writeRecord(dir string, rec *Record) error {
+	if rec.Status == Damaged {
+		return fmt.Errorf("record of %q: a damaged record is never written", rec.Name)
+	}
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(dir, configName), append(b, '\n'), 0o600, atomicfile.Synced)
+	mode := recordMode
+	if rec.Status == Stopped {
+		mode = stoppedRecordMode
+	}
+	return atomicfile.Write(filepath.Join(dir, configName), append(b, '\n'), mode, atomicfile.Replace)
+}
+
+// recordEntry is a record directory as the collector's cheap pass sees it, from a stat.
+type recordEntry struct {
+	name    string
+	missing bool // no config.json: a reservation or removal cut short by a crash
+	final   bool // config.json is read-only: the record says stopped
+}
+
+// readDir lists a directory in the order the file system gives (os.ReadDir sorts, which
+// costs where nobody needs it).
+func readDir(dir string) ([]os.DirEntry, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.ReadDir(-1)
+}
+
+// scan takes the entries of the state root and returns the record directories with what a
+// stat of their config.json says, without reading any record.
+func (s *Store) scan(ents []os.DirEntry) ([]recordEntry, error) {
+	var out []recordEntry
+	for _, e := range ents {
+		if !e.IsDir() || e.Name() == networkDir || ValidateName("container", e.Name()) != nil {
+			continue
+		}
+		var st unix.Stat_t
+		err := unix.Stat(filepath.Join(s.root, e.Name(), configName), &st)
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			out = append(out, recordEntry{name: e.Name(), missing: true})
+		case err != nil:
+			return nil, &os.PathError{Op: "stat", Path: filepath.Join(s.root, e.Name(), configName), Err: err}
+		default:
+			out = append(out, recordEntry{name: e.Name(), final: st.Mode&0o222 == 0})
+		}
+	}
+	return out, nil
 }

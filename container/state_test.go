@@ -1,12 +1,21 @@
 package container
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/FishingRodd/fockker/container/cgroup"
+	"github.com/FishingRodd/fockker/network"
 )
 
 func TestStoreReserveIsExclusive(t *testing.T) {
@@ -127,7 +136,10 @@ func TestLockSeesRemoval(t *testing.T) {
 }
 
 func TestWriteRecordLeavesNoTemp(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "x")
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 3; i++ {
 		if err := writeRecord(dir, &Record{ID: fmt.Sprint(1000000000 + i), Name: "x"}); err != nil {
 			t.Fatal(err)
@@ -140,5 +152,376 @@ func TestWriteRecordLeavesNoTemp(t *testing.T) {
 	rec, err := NewStore(filepath.Dir(dir)).Load(filepath.Base(dir))
 	if err != nil || rec.ID != "1000000002" {
 		t.Fatalf("record %+v, %v", rec, err)
+	}
+}
+
+// writeRaw puts content where the record of name would be, as a crash can leave it.
+func writeRaw(t *testing.T, s *Store, name string, content []byte, mode os.FileMode) {
+	t.Helper()
+	dir := filepath.Join(s.root, name)
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, configName), content, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, configName), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDamagedRecords: what a crash of the machine can leave of a record being written (an
+// empty file, zeros, a cut), and records that are not this name's, read as damaged: listed,
+// resolvable, not running, never rewritten.
+func TestDamagedRecords(t *testing.T) {
+	s := NewStore(t.TempDir())
+	good, _ := json.MarshalIndent(&Record{ID: "1234567890", Name: "cut", Status: Running, Command: []string{"sleep", "1"}}, "", "  ")
+	other, _ := json.Marshal(&Record{ID: "2222222222", Name: "someone-else"})
+	for name, content := range map[string][]byte{
+		"empty": {}, "zeros": make([]byte, 949), "cut": good[:len(good)/2], "null": []byte("null\n"),
+		"object": []byte("{}"), "array": []byte("[1]"), "other": other,
+	} {
+		writeRaw(t, s, name, content, 0o600)
+		rec, err := s.Load(name)
+		if err != nil {
+			t.Fatalf("%s: Load: %v", name, err)
+		}
+		if rec.Status != Damaged || rec.Name != name || rec.ID != "" || rec.Spec.CgroupParent != DefaultCgroupParent ||
+			rec.Spec.bridged() || rec.CreateTime == "" {
+			t.Errorf("%s: Load = %+v", name, rec)
+		}
+		if st := State(rec); st != Stopped {
+			t.Errorf("%s: State = %s, want stopped (nothing of it is known to run)", name, st)
+		}
+		if st := s.state(rec); st != Damaged {
+			t.Errorf("%s: ps shows %s, want damaged", name, st)
+		}
+		if got, err := s.Resolve(name); err != nil || got != name {
+			t.Errorf("%s: Resolve = %q, %v", name, got, err)
+		}
+		called := false
+		if _, err := s.Update(name, func(r *Record) error { called = true; r.Status = Stopped; return nil }); err != nil || called {
+			t.Errorf("%s: Update: %v, fn called: %v", name, err, called)
+		}
+		if b, _ := os.ReadFile(filepath.Join(s.root, name, configName)); !bytes.Equal(b, content) {
+			t.Errorf("%s: rewritten as %q", name, b)
+		}
+		if err := s.Save(rec); err == nil {
+			t.Errorf("%s: a damaged record was saved", name)
+		}
+	}
+	recs, err := s.List()
+	if err != nil || len(recs) != 7 {
+		t.Fatalf("List: %d records, %v", len(recs), err)
+	}
+	for _, r := range recs {
+		if r.Status != Damaged {
+			t.Errorf("List: %s is %s", r.Name, r.Status)
+		}
+	}
+}
+
+// TestRecordModes: a stopped record is final and written read-only; rewriting it works.
+func TestRecordModes(t *testing.T) {
+	s := NewStore(t.TempDir())
+	lk, err := s.Reserve(&Record{ID: "1111111111", Name: "m", Status: Created})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock()
+	mode := func() os.FileMode {
+		fi, err := os.Stat(filepath.Join(s.root, "m", configName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Mode().Perm()
+	}
+	if m := mode(); m != recordMode {
+		t.Errorf("created: %v", m)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := s.Update("m", func(r *Record) error { r.Status = Stopped; r.Pid = i; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if m := mode(); m != stoppedRecordMode {
+			t.Errorf("stopped: %v", m)
+		}
+	}
+	if rec, err := s.Load("m"); err != nil || rec.Pid != 1 {
+		t.Errorf("after rewriting a read-only record: %+v, %v", rec, err)
+	}
+	ents, err := readDir(s.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := s.scan(ents)
+	if err != nil || len(entries) != 1 || !entries[0].final || entries[0].missing {
+		t.Errorf("scan: %+v, %v", entries, err)
+	}
+}
+
+// TestPruneDamaged: the collector's cheap pass removes damaged records that nobody holds,
+// reads no final record (a read-only one it cannot read is left for the full pass), and
+// leaves a damaged record someone holds.
+func TestPruneDamaged(t *testing.T) {
+	dir := t.TempDir()
+	roots := Roots{State: filepath.Join(dir, "state"), Image: filepath.Join(dir, "image")}
+	s := NewStore(roots.State)
+	writeRaw(t, s, "crashed", nil, 0o600)
+	writeRaw(t, s, "held", []byte{0, 0, 0}, 0o600)
+	writeRaw(t, s, "final", []byte("not json"), 0o400) // the cheap pass must not read it
+	lk, err := s.Reserve(&Record{ID: "1111111111", Name: "ok", Status: Stopped})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock()
+	if err := os.MkdirAll(filepath.Join(roots.State, "half"), 0o711); err != nil { // no config.json
+		t.Fatal(err)
+	}
+	held, err := s.Lock("held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Prune(roots, PruneOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"state: record directory " + filepath.Join(roots.State, "half") + " without a record",
+		"state: damaged record " + filepath.Join(roots.State, "crashed", configName),
+	}
+	if len(out) != len(want) {
+		t.Fatalf("cheap pass: %v, want %v", out, want)
+	}
+	for i := range want {
+		if out[i].String() != want[i] {
+			t.Errorf("cheap pass reported %q, want %q", out[i], want[i])
+		}
+	}
+	names := func() string {
+		recs, err := s.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n []string
+		for _, r := range recs {
+			n = append(n, r.Name+"="+string(r.Status))
+		}
+		sort.Strings(n)
+		return strings.Join(n, " ")
+	}
+	if got := names(); got != "final=damaged held=damaged ok=stopped" {
+		t.Errorf("after the cheap pass: %s", got)
+	}
+	// The full pass reads every record; the held one stays while it is held.
+	out, err = Prune(roots, PruneOptions{Full: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1 || out[0].String() != "state: damaged record "+filepath.Join(roots.State, "final", configName) {
+		t.Errorf("full pass: %v", out)
+	}
+	held.Unlock()
+	if _, err := Prune(roots, PruneOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(); got != "ok=stopped" {
+		t.Errorf("at the end: %s", got)
+	}
+}
+
+// TestDamagedRecordResidue, on the real kernel: a damaged record whose cgroup still holds a
+// process is left, with its layers and cgroup, by both passes of the collector; once the
+// process is gone, the cheap pass removes the record, its cgroup and its layers. rm removes
+// another one with its residue at once.
+func TestDamagedRecordResidue(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: cgroups and the trusted.* mark of layer directories")
+	}
+	dir := t.TempDir()
+	roots := Roots{State: filepath.Join(dir, "state"), Image: filepath.Join(dir, "image")}
+	s := NewStore(roots.State)
+	id, err := newID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	busyName, rmName := "dmg-busy-"+id, "dmg-rm-"+id
+	cgs := map[string]*cgroup.Cgroup{}
+	for _, name := range []string{busyName, rmName} {
+		writeRaw(t, s, name, nil, 0o600)
+		if err := createLayers(roots, name); err != nil {
+			t.Fatal(err)
+		}
+		cg, err := cgroup.New(DefaultCgroupParent, name, cgroup.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cg.Create(); err != nil {
+			t.Fatal(err)
+		}
+		cgs[name] = cg
+		t.Cleanup(func() { cg.Destroy() })
+	}
+	sleeper := exec.Command("sleep", "1000")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	if err := cgs[busyName].Add(sleeper.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	layersOf := func(name string) int {
+		n := 0
+		for _, d := range []string{roots.UpperDir(name), roots.WorkDir(name), roots.MergedDir(name)} {
+			if _, err := os.Stat(d); err == nil {
+				n++
+			}
+		}
+		return n
+	}
+
+	if err := Remove(roots, rmName, true); err != nil {
+		t.Fatalf("rm -f of a damaged record: %v", err)
+	}
+	if _, err := s.Load(rmName); !errors.Is(err, ErrNotFound) || layersOf(rmName) != 0 || cgs[rmName].Exists() {
+		t.Errorf("after rm: record %v, %d layer dirs, cgroup exists %v", err, layersOf(rmName), cgs[rmName].Exists())
+	}
+
+	for _, full := range []bool{false, true} {
+		out, err := Prune(roots, PruneOptions{Full: full})
+		if err != nil || len(out) != 0 {
+			t.Errorf("prune (full %v) with a process in the damaged record's cgroup: %v, %v", full, out, err)
+		}
+	}
+	if rec, err := s.Load(busyName); err != nil || rec.Status != Damaged || layersOf(busyName) != 3 || !cgs[busyName].Exists() {
+		t.Fatalf("busy damaged record: %+v, %v; %d layer dirs; cgroup exists %v", rec, err, layersOf(busyName), cgs[busyName].Exists())
+	}
+
+	sleeper.Process.Kill()
+	sleeper.Wait()
+	out, err := Prune(roots, PruneOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range out {
+		got = append(got, p.String())
+	}
+	for _, want := range []string{
+		"state: damaged record " + filepath.Join(roots.State, busyName, configName),
+		"cgroup: " + DefaultCgroupParent + "/" + busyName,
+		"layer: " + roots.UpperDir(busyName),
+		"layer: " + roots.WorkDir(busyName),
+		"layer: " + roots.MergedDir(busyName),
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("cheap pass did not report %q: %v", want, got)
+		}
+	}
+	if _, err := s.Load(busyName); !errors.Is(err, ErrNotFound) || layersOf(busyName) != 0 || cgs[busyName].Exists() {
+		t.Errorf("after the process ended: record %v, %d layer dirs, cgroup exists %v", err, layersOf(busyName), cgs[busyName].Exists())
+	}
+}
+
+// benchInstall makes an installation of n stopped containers, with their layers.
+func benchInstall(b *testing.B, n int) Roots {
+	dir := b.TempDir()
+	r := Roots{State: filepath.Join(dir, "state"), Image: filepath.Join(dir, "image")}
+	s := NewStore(r.State)
+	for i := 0; i < n; i++ {
+		code := 0
+		rec := &Record{ID: fmt.Sprintf("%010d", i), Name: fmt.Sprintf("c%d", i), Status: Stopped, ExitCode: &code,
+			Command: []string{"true"}, CreateTime: "2026-11-27 22:50:12", Volume: []string{}, PortMapping: []string{}, NetworkName: "none",
+			Spec: Spec{Name: fmt.Sprintf("c%d", i), Image: "busybox", Args: []string{"true"}, Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=x"}, CgroupParent: "fockker", Network: "none"}}
+		lk, err := s.Reserve(rec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lk.Unlock()
+		for _, d := range []string{r.UpperDir(rec.Name), r.WorkDir(rec.Name), r.MergedDir(rec.Name)} {
+			os.MkdirAll(d, 0o755)
+			markLayer(d, r.State)
+		}
+	}
+	return r
+}
+
+// BenchmarkPruneLazy1000 is the cheap pass every run makes, with 1,000 stopped containers.
+func BenchmarkPruneLazy1000(b *testing.B) {
+	r := benchInstall(b, 1000)
+	b.ResetTimer()
+	for b.Loop() {
+		if err := PruneLazily(r, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestPruneForRun: a run frees the name it asks for of a crash's leftovers (a record
+// directory without a readable record, the name's orphan layers), and, when it publishes
+// ports, settles containers that died unrecorded; it touches nothing else, and a run with
+// neither reads nothing.
+func TestPruneForRun(t *testing.T) {
+	dir := t.TempDir()
+	roots := Roots{State: filepath.Join(dir, "state"), Image: filepath.Join(dir, "image")}
+	s := NewStore(roots.State)
+	root := os.Geteuid() == 0 // layers carry a trusted.* mark
+	for _, name := range []string{"emptied", "other"} {
+		if err := os.MkdirAll(filepath.Join(roots.State, name), 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeRaw(t, s, "damaged", []byte("{\"id\": \"12"), 0o600)
+	lk, err := s.Reserve(&Record{ID: "1111111111", Name: "dead", Status: Running, Pid: 1 << 30, StartTime: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock()
+	lk, err = s.Reserve(&Record{ID: "2222222222", Name: "taken", Status: Stopped})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock()
+	if root {
+		for _, name := range []string{"lost", "taken"} {
+			if err := createLayers(roots, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	exists := func(p string) bool { _, err := os.Lstat(p); return err == nil }
+	status := func(name string) Status {
+		rec, err := s.Load(name)
+		if err != nil {
+			return "gone"
+		}
+		return rec.Status
+	}
+
+	if err := PruneForRun(roots, Spec{}); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(filepath.Join(roots.State, "emptied")) || status("damaged") != Damaged || status("dead") != Running {
+		t.Fatal("a run without a name or ports freed something")
+	}
+	for _, name := range []string{"emptied", "damaged", "taken", "lost"} {
+		if err := PruneForRun(roots, Spec{Name: name}); err != nil {
+			t.Fatalf("--name %s: %v", name, err)
+		}
+	}
+	if exists(filepath.Join(roots.State, "emptied")) || status("damaged") != "gone" {
+		t.Error("the names asked for are still held by a crash's leftovers")
+	}
+	if !exists(filepath.Join(roots.State, "other")) || status("taken") != Stopped || status("dead") != Running {
+		t.Error("names not asked for, or held by a record, were freed")
+	}
+	if root && (exists(roots.UpperDir("lost")) || !exists(roots.UpperDir("taken"))) {
+		t.Errorf("layers: lost's left %v, taken's kept %v", exists(roots.UpperDir("lost")), exists(roots.UpperDir("taken")))
+	}
+	if err := PruneForRun(roots, Spec{Ports: []network.PortMapping{{HostPort: 8080, ContainerPort: 80, Proto: "tcp"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if status("dead") != Stopped || !exists(filepath.Join(roots.State, "other")) {
+		t.Errorf("a run with ports: dead is %s, other exists %v", status("dead"), exists(filepath.Join(roots.State, "other")))
 	}
 }

@@ -8,14 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
-
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // Archive formats Load understands.
@@ -41,12 +35,6 @@ type LoadOptions struct {
 	// Progress receives a progress line, rewritten in place, while layers are applied; nil
 	// for none.
 	Progress io.Writer
-}
-
-// source is one image found in an archive.
-type source struct {
-	img v1.Image
-	ref string // repository:tag as the archive gives it, or ""
 }
 
 // Load installs the images of an OCI image layout (a tar or a directory) or of a docker-save
@@ -131,8 +119,8 @@ func (s *Store) archiveImages(path string) (string, []source, string, error) {
 		srcs, err := dockerImages(path)
 		return FormatDockerArchive, srcs, "", err
 	case top["index.json"] && top["oci-layout"]:
-		// The layout package reads blobs from a directory: unpack it first, refusing links
-		// that could make a "blob" of a host file.
+		// Blobs are read from a directory: unpack it first, refusing links that could make
+		// a "blob" of a host file.
 		dir, err := s.stageDir("layout")
 		if err != nil {
 			return "", nil, "", err
@@ -173,94 +161,6 @@ func topLevelNames(path string) (map[string]bool, error) {
 			names[n] = true
 		}
 	}
-}
-
-// dockerImages returns the images of a docker-save archive, read in place.
-func dockerImages(path string) ([]source, error) {
-	opener := func() (io.ReadCloser, error) { return os.Open(path) }
-	m, err := tarball.LoadManifest(opener)
-	if err != nil {
-		return nil, fmt.Errorf("manifest.json: %v: %w", err, ErrCorrupt)
-	}
-	var srcs []source
-	for i, d := range m {
-		var tag *name.Tag
-		ref := ""
-		if len(d.RepoTags) > 0 {
-			t, err := name.NewTag(d.RepoTags[0])
-			if err != nil {
-				return nil, fmt.Errorf("manifest.json: tag %q: %v: %w", d.RepoTags[0], err, ErrCorrupt)
-			}
-			tag, ref = &t, d.RepoTags[0]
-		} else if len(m) > 1 {
-			return nil, fmt.Errorf("manifest.json: image %d of %d has no tag to tell it apart: %w", i+1, len(m), ErrCorrupt)
-		}
-		img, err := tarball.Image(opener, tag)
-		if err != nil {
-			return nil, fmt.Errorf("%v: %w", err, ErrCorrupt)
-		}
-		srcs = append(srcs, source{img: img, ref: ref})
-	}
-	return srcs, nil
-}
-
-// ociImages returns the images an OCI layout's index.json names; an index (a multi-platform
-// image) gives its image for this machine's platform.
-func ociImages(dir string) ([]source, error) {
-	idx, err := layout.ImageIndexFromPath(dir)
-	if err != nil {
-		return nil, fmt.Errorf("%v: %w", err, ErrCorrupt)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return nil, fmt.Errorf("index.json: %v: %w", err, ErrCorrupt)
-	}
-	var srcs []source
-	for _, d := range im.Manifests {
-		img, err := resolveImage(idx, d, 0)
-		if err != nil {
-			return nil, err
-		}
-		ref := d.Annotations[annotationContainerdName]
-		if ref == "" {
-			// By the spec this may be a tag alone ("3.19"): only a full reference names.
-			if r := d.Annotations[annotationRefName]; strings.ContainsAny(r, ":/") {
-				ref = r
-			}
-		}
-		srcs = append(srcs, source{img: img, ref: ref})
-	}
-	return srcs, nil
-}
-
-// resolveImage returns the image a descriptor names, choosing this platform in an index.
-func resolveImage(idx v1.ImageIndex, d v1.Descriptor, depth int) (v1.Image, error) {
-	switch {
-	case d.MediaType.IsImage():
-		img, err := idx.Image(d.Digest)
-		if err != nil {
-			return nil, fmt.Errorf("manifest %s: %v: %w", d.Digest, err, ErrCorrupt)
-		}
-		return img, nil
-	case d.MediaType.IsIndex() && depth < 4:
-		child, err := idx.ImageIndex(d.Digest)
-		if err != nil {
-			return nil, fmt.Errorf("index %s: %v: %w", d.Digest, err, ErrCorrupt)
-		}
-		cm, err := child.IndexManifest()
-		if err != nil {
-			return nil, fmt.Errorf("index %s: %v: %w", d.Digest, err, ErrCorrupt)
-		}
-		for _, c := range cm.Manifests {
-			p := c.Platform
-			if (p != nil && p.OS == runtime.GOOS && p.Architecture == runtime.GOARCH) ||
-				(p == nil && len(cm.Manifests) == 1) {
-				return resolveImage(child, c, depth+1)
-			}
-		}
-		return nil, fmt.Errorf("index %s has no image for %s/%s", d.Digest, runtime.GOOS, runtime.GOARCH)
-	}
-	return nil, fmt.Errorf("descriptor %s: unsupported media type %q: %w", d.Digest, d.MediaType, ErrUnknownFormat)
 }
 
 // imageNames names the images to be loaded: --name for a single image, else each image's
@@ -308,27 +208,20 @@ func repositoryName(ref string) string {
 // returns it with the image's record. The directory is returned (for removal) even on error.
 func (s *Store) stage(src source, name string, progress io.Writer) (staged, error) {
 	st := staged{form: FormDir}
-	cf, err := src.img.ConfigFile()
-	if err != nil {
-		return st, fmt.Errorf("config: %v: %w", err, ErrCorrupt)
+	cf := src.config
+	if len(src.diffIDs) != len(src.layers) {
+		return st, fmt.Errorf("%s: %d layers but %d diff IDs in the config: %w", src.location, len(src.layers), len(src.diffIDs), ErrCorrupt)
 	}
-	layers, err := src.img.Layers()
-	if err != nil {
-		return st, fmt.Errorf("layers: %v: %w", err, ErrCorrupt)
-	}
-	diffIDs := cf.RootFS.DiffIDs
-	if len(diffIDs) != len(layers) {
-		return st, fmt.Errorf("%d layers but %d diff IDs in the config: %w", len(layers), len(diffIDs), ErrCorrupt)
-	}
+	var err error
 	if st.path, err = s.stageDir("load-" + name); err != nil {
 		return st, err
 	}
-	p := &meter{w: progress, name: name, layers: len(layers)}
-	for i, l := range layers {
+	p := &meter{w: progress, name: name, layers: len(src.layers)}
+	for i, l := range src.layers {
 		p.layer = i + 1
-		if err := applyChecked(l, diffIDs[i], st.path, p); err != nil {
+		if err := applyChecked(l, src.diffIDs[i], st.path, p); err != nil {
 			p.end()
-			return st, fmt.Errorf("layer %d of %d: %w", i+1, len(layers), err)
+			return st, fmt.Errorf("layer %d of %d: %w", i+1, len(src.layers), err)
 		}
 	}
 	p.end()
@@ -336,16 +229,12 @@ func (s *Store) stage(src source, name string, progress io.Writer) (staged, erro
 	if err != nil {
 		return st, err
 	}
-	id, err := src.img.ConfigName()
-	if err != nil {
-		return st, fmt.Errorf("config digest: %v: %w", err, ErrCorrupt)
-	}
-	created := cf.Created.Time
-	if created.IsZero() {
-		created = time.Now()
+	created := time.Now()
+	if cf.Created != nil && !cf.Created.IsZero() {
+		created = *cf.Created
 	}
 	st.meta = Meta{
-		Name: name, Created: created.UTC(), Size: size, Ref: src.ref, ID: id.String(),
+		Name: name, Created: created.UTC(), Size: size, Ref: src.ref, ID: src.id,
 		Config: Config{
 			Env:        cf.Config.Env,
 			Entrypoint: cf.Config.Entrypoint,
@@ -359,10 +248,17 @@ func (s *Store) stage(src source, name string, progress io.Writer) (staged, erro
 
 // applyChecked applies one layer and checks that its uncompressed content is the one the
 // config's diff ID names.
-func applyChecked(l v1.Layer, diffID v1.Hash, dir string, p *meter) error {
-	rc, err := l.Uncompressed()
+func applyChecked(open layerOpener, diffID, dir string, p *meter) error {
+	alg, want, err := parseDigest(diffID)
 	if err != nil {
-		return fmt.Errorf("%v: %w", err, ErrCorrupt)
+		return fmt.Errorf("diff ID: %w", err)
+	}
+	if alg != "sha256" {
+		return fmt.Errorf("diff ID %s: only sha256 is supported: %w", diffID, ErrCorrupt)
+	}
+	rc, err := openLayer(open)
+	if err != nil {
+		return err
 	}
 	defer rc.Close()
 	h := sha256.New()
@@ -371,12 +267,9 @@ func applyChecked(l v1.Layer, diffID v1.Hash, dir string, p *meter) error {
 		return err
 	}
 	if _, err := io.Copy(io.Discard, r); err != nil { // the tar's padding, all of it hashed
-		return fmt.Errorf("%v: %w", err, ErrCorrupt)
+		return err
 	}
-	if diffID.Algorithm != "sha256" {
-		return fmt.Errorf("diff ID %s: only sha256 is supported: %w", diffID, ErrCorrupt)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != diffID.Hex {
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
 		return fmt.Errorf("content is sha256:%s, the config says %s: %w", got, diffID, ErrCorrupt)
 	}
 	return nil

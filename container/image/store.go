@@ -4,16 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/FishingRodd/fockker/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/FishingRodd/fockker/internal/atomicfile"
+	"github.com/FishingRodd/fockker/internal/ident"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,19 +25,20 @@ const (
 	tmpPrefix = ".tmp-"
 )
 
-// reserved are the image root's own directories (the seed's per-container layers).
-var reserved = map[string]bool{"mnt": true, "writeLayer": true, "workLayer": true}
-
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
+// reserved reports whether name is one of the image root's own directories (the seed's
+// per-container layers).
+func reserved(name string) bool {
+	return name == "mnt" || name == "writeLayer" || name == "workLayer"
+}
 
 // ValidateName checks the name of an image to be created: the container package's rule for
 // names, and none of the image root's own directories nor a name ending in ".tar" (that is
 // the archive form of another image).
 func ValidateName(name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("image name %q: must match [a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}: %w", name, ErrInvalidName)
+	if !ident.Valid(name) {
+		return fmt.Errorf("image name %q: must match %s: %w", name, ident.Rule, ErrInvalidName)
 	}
-	if reserved[name] || strings.HasSuffix(name, ".tar") {
+	if reserved(name) || strings.HasSuffix(name, ".tar") {
 		return fmt.Errorf("image name %q: reserved in the image root: %w", name, ErrInvalidName)
 	}
 	return nil
@@ -110,7 +111,7 @@ func (s *Store) form(name string) string {
 // Config returns the image's config; an image without a record (made by hand) has an empty
 // one. It neither checks that the image exists nor changes anything.
 func (s *Store) Config(name string) (Config, error) {
-	if !nameRE.MatchString(name) {
+	if !ident.Valid(name) {
 		return Config{}, fmt.Errorf("image name %q: %w", name, ErrInvalidName)
 	}
 	m, err := s.readMeta(name)
@@ -137,7 +138,7 @@ func (s *Store) readMeta(name string) (*Meta, error) {
 
 // Get returns one image.
 func (s *Store) Get(name string) (*Image, error) {
-	if !nameRE.MatchString(name) || reserved[name] {
+	if !ident.Valid(name) || reserved(name) {
 		return nil, fmt.Errorf("image %q: %w", name, ErrNotFound)
 	}
 	form := s.form(name)
@@ -188,7 +189,7 @@ func (s *Store) List() ([]*Image, error) {
 	var out []*Image
 	for _, e := range ents {
 		name := strings.TrimSuffix(e.Name(), ".tar")
-		if seen[name] || !nameRE.MatchString(name) || reserved[name] {
+		if seen[name] || !ident.Valid(name) || reserved(name) {
 			continue
 		}
 		img, err := s.Get(name)
@@ -208,7 +209,7 @@ func (s *Store) List() ([]*Image, error) {
 // Remove deletes an image (directory, archive and record). An image a container uses, running
 // or stopped, is refused with ErrInUse.
 func (s *Store) Remove(name string) error {
-	if !nameRE.MatchString(name) || reserved[name] {
+	if !ident.Valid(name) || reserved(name) {
 		return fmt.Errorf("image %q: %w", name, ErrNotFound)
 	}
 	unlock, err := s.lock()

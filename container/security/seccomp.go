@@ -11,8 +11,6 @@ import (
 	"slices"
 	"unsafe"
 
-	"github.com/elastic/go-seccomp-bpf"
-	"github.com/elastic/go-seccomp-bpf/arch"
 	mseccomp "github.com/moby/profiles/seccomp"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/net/bpf"
@@ -163,9 +161,9 @@ func selectRules(p *mseccomp.Seccomp, s selection) ([]specs.LinuxSyscall, error)
 	return out, nil
 }
 
-// action turns a profile action and its errno into seccomp's return value.
-func action(a specs.LinuxSeccompAction, errnoRet *uint) (seccomp.Action, error) {
-	withData := func(base seccomp.Action) (seccomp.Action, error) {
+// parseAction turns a profile action and its errno into seccomp's return value.
+func parseAction(a specs.LinuxSeccompAction, errnoRet *uint) (retAction, error) {
+	withData := func(base retAction) (retAction, error) {
 		e := uint(unix.EPERM)
 		if errnoRet != nil {
 			e = *errnoRet
@@ -173,26 +171,26 @@ func action(a specs.LinuxSeccompAction, errnoRet *uint) (seccomp.Action, error) 
 		if e > maxErrno {
 			return 0, fmt.Errorf("%w: errnoRet %d is larger than %d", ErrInvalidProfile, e, maxErrno)
 		}
-		return base | seccomp.Action(e), nil
+		return base | retAction(e), nil
 	}
 	if errnoRet != nil && a != specs.ActErrno && a != specs.ActTrace {
 		return 0, fmt.Errorf("%w: errnoRet is only valid with %s and %s, not %s", ErrInvalidProfile, specs.ActErrno, specs.ActTrace, a)
 	}
 	switch a {
 	case specs.ActKill, specs.ActKillThread:
-		return seccomp.ActionKillThread, nil
+		return retKillThread, nil
 	case specs.ActKillProcess:
-		return seccomp.ActionKillProcess, nil
+		return retKillProcess, nil
 	case specs.ActTrap:
-		return seccomp.ActionTrap, nil
+		return retTrap, nil
 	case specs.ActErrno:
-		return withData(seccomp.ActionErrno)
+		return withData(retErrno)
 	case specs.ActTrace:
-		return withData(seccomp.ActionTrace)
+		return withData(retTrace)
 	case specs.ActAllow:
-		return seccomp.ActionAllow, nil
+		return retAllow, nil
 	case specs.ActLog:
-		return seccomp.ActionLog, nil
+		return retLog, nil
 	case specs.ActNotify:
 		return 0, fmt.Errorf("%w: %s needs a seccomp agent, which fockker does not have", ErrInvalidProfile, a)
 	}
@@ -202,7 +200,7 @@ func action(a specs.LinuxSeccompAction, errnoRet *uint) (seccomp.Action, error) 
 // severity orders actions the way the kernel ranks the results of several filters, most
 // restrictive first. Rules are emitted in this order, so where two rules for one syscall
 // with different actions could both match, the more restrictive one wins.
-func severity(a seccomp.Action) int {
+func severity(a retAction) int {
 	switch uint32(a) & unix.SECCOMP_RET_ACTION_FULL {
 	case unix.SECCOMP_RET_KILL_PROCESS:
 		return 0
@@ -226,7 +224,7 @@ func severity(a seccomp.Action) int {
 // must hold entirely (OR of ANDs); nil means the rule is unconditional. Like runc, several
 // comparisons of one argument make one set each; otherwise all comparisons form one set.
 // never reports a rule that can match nothing (a masked comparison no value satisfies).
-func argConditions(args []specs.LinuxSeccompArg) (sets []seccomp.ArgumentConditions, never bool, err error) {
+func argConditions(args []specs.LinuxSeccompArg) (sets []conditions, never bool, err error) {
 	if len(args) == 0 {
 		return nil, false, nil
 	}
@@ -237,7 +235,7 @@ func argConditions(args []specs.LinuxSeccompArg) (sets []seccomp.ArgumentConditi
 		}
 		perIndex[a.Index]++
 	}
-	conds := make([]seccomp.ArgumentConditions, len(args))
+	conds := make([]conditions, len(args))
 	for i, a := range args {
 		c, ok, err := argCondition(a)
 		if err != nil {
@@ -265,7 +263,7 @@ func argConditions(args []specs.LinuxSeccompArg) (sets []seccomp.ArgumentConditi
 		}
 		return sets, len(sets) == 0, nil
 	}
-	var all seccomp.ArgumentConditions
+	var all conditions
 	for i := range args {
 		if conds[i] == nil {
 			return nil, true, nil
@@ -275,43 +273,43 @@ func argConditions(args []specs.LinuxSeccompArg) (sets []seccomp.ArgumentConditi
 	if len(all) == 0 {
 		return nil, false, nil
 	}
-	return []seccomp.ArgumentConditions{all}, false, nil
+	return []conditions{all}, false, nil
 }
 
-// argCondition expresses one comparison with the assembler's operations. ok is false when no
+// argCondition expresses one comparison with the compiler's operations. ok is false when no
 // value can satisfy it; an empty result means every value does. MASKED_EQ, (arg & Value) ==
 // ValueTwo, becomes "none of the bits of Value that ValueTwo lacks" plus "each bit of
 // ValueTwo", which is exact.
-func argCondition(a specs.LinuxSeccompArg) (seccomp.ArgumentConditions, bool, error) {
+func argCondition(a specs.LinuxSeccompArg) (conditions, bool, error) {
 	idx := uint32(a.Index)
-	one := func(op seccomp.Operation, v uint64) (seccomp.ArgumentConditions, bool, error) {
-		return seccomp.ArgumentConditions{{Argument: idx, Operation: op, Value: v}}, true, nil
+	one := func(op operation, v uint64) (conditions, bool, error) {
+		return conditions{{Arg: idx, Op: op, Value: v}}, true, nil
 	}
 	switch a.Op {
 	case specs.OpNotEqual:
-		return one(seccomp.NotEqual, a.Value)
+		return one(opNotEqual, a.Value)
 	case specs.OpLessThan:
-		return one(seccomp.LessThan, a.Value)
+		return one(opLessThan, a.Value)
 	case specs.OpLessEqual:
-		return one(seccomp.LessOrEqual, a.Value)
+		return one(opLessOrEqual, a.Value)
 	case specs.OpEqualTo:
-		return one(seccomp.Equal, a.Value)
+		return one(opEqual, a.Value)
 	case specs.OpGreaterEqual:
-		return one(seccomp.GreaterOrEqual, a.Value)
+		return one(opGreaterOrEqual, a.Value)
 	case specs.OpGreaterThan:
-		return one(seccomp.GreaterThan, a.Value)
+		return one(opGreaterThan, a.Value)
 	case specs.OpMaskedEqual:
 		mask, want := a.Value, a.ValueTwo
 		if want&^mask != 0 {
 			return nil, false, nil
 		}
-		out := seccomp.ArgumentConditions{}
+		out := conditions{}
 		if clear := mask &^ want; clear != 0 {
-			out = append(out, seccomp.Condition{Argument: idx, Operation: seccomp.BitsNotSet, Value: clear})
+			out = append(out, condition{Arg: idx, Op: opBitsNotSet, Value: clear})
 		}
 		for m := want; m != 0; m &= m - 1 {
 			bit := uint64(1) << bits.TrailingZeros64(m)
-			out = append(out, seccomp.Condition{Argument: idx, Operation: seccomp.BitsSet, Value: bit})
+			out = append(out, condition{Arg: idx, Op: opBitsSet, Value: bit})
 		}
 		return out, true, nil
 	}
@@ -321,23 +319,23 @@ func argCondition(a specs.LinuxSeccompArg) (seccomp.ArgumentConditions, bool, er
 // ruleSet collects, per action, which syscalls match unconditionally and which only under
 // conditions, merging rules the way libseccomp ORs rules with one action.
 type ruleSet struct {
-	order  []seccomp.Action
-	groups map[seccomp.Action]*ruleGroup
+	order  []retAction
+	groups map[retAction]*ruleGroup
 }
 
 type ruleGroup struct {
 	names      []string // in first-seen order
 	uncond     map[string]bool
-	conditions map[string][]seccomp.ArgumentConditions
+	conditions map[string][]conditions
 }
 
-func (r *ruleSet) add(act seccomp.Action, name string, sets []seccomp.ArgumentConditions) {
+func (r *ruleSet) add(act retAction, name string, sets []conditions) {
 	if r.groups == nil {
-		r.groups = map[seccomp.Action]*ruleGroup{}
+		r.groups = map[retAction]*ruleGroup{}
 	}
 	g := r.groups[act]
 	if g == nil {
-		g = &ruleGroup{uncond: map[string]bool{}, conditions: map[string][]seccomp.ArgumentConditions{}}
+		g = &ruleGroup{uncond: map[string]bool{}, conditions: map[string][]conditions{}}
 		r.groups[act] = g
 		r.order = append(r.order, act)
 	}
@@ -356,9 +354,9 @@ func (r *ruleSet) add(act seccomp.Action, name string, sets []seccomp.ArgumentCo
 
 // sortedActions returns the actions most restrictive first (ties by value, so the output is
 // stable).
-func (r *ruleSet) sortedActions() []seccomp.Action {
+func (r *ruleSet) sortedActions() []retAction {
 	order := slices.Clone(r.order)
-	slices.SortStableFunc(order, func(a, b seccomp.Action) int {
+	slices.SortStableFunc(order, func(a, b retAction) int {
 		if sa, sb := severity(a), severity(b); sa != sb {
 			return sa - sb
 		}
@@ -418,25 +416,25 @@ func BuildFilter(profile string, caps []string) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	info, err := arch.GetInfo("")
+	info, err := nativeArch()
 	if err != nil {
-		return nil, fmt.Errorf("seccomp: %w", err)
+		return nil, err
 	}
 	return buildFilter(p, sel, info)
 }
 
 // buildFilter compiles p for the native architecture info. Only that architecture's calls
 // are checked: any other (a 32-bit i386 program on x86_64) gets the default action for every
-// call and x32 calls fail with ENOSYS, as the assembler arranges. Syscall names the
-// architecture does not have are ignored, as libseccomp ignores them.
-func buildFilter(p *mseccomp.Seccomp, sel selection, info *arch.Info) (*Filter, error) {
+// call and x32 calls fail with ENOSYS (see assemble). Syscall names the architecture does
+// not have are ignored, as libseccomp ignores them.
+func buildFilter(p *mseccomp.Seccomp, sel selection, info *archInfo) (*Filter, error) {
 	if p.DefaultAction == "" && len(p.Syscalls) == 0 {
 		return nil, nil
 	}
 	if p.ListenerPath != "" {
 		return nil, fmt.Errorf("%w: listenerPath needs a seccomp agent, which fockker does not have", ErrInvalidProfile)
 	}
-	def, err := action(p.DefaultAction, p.DefaultErrnoRet)
+	def, err := parseAction(p.DefaultAction, p.DefaultErrnoRet)
 	if err != nil {
 		return nil, fmt.Errorf("default action: %w", err)
 	}
@@ -450,7 +448,7 @@ func buildFilter(p *mseccomp.Seccomp, sel selection, info *arch.Info) (*Filter, 
 	}
 	var set ruleSet
 	for i, rule := range rules {
-		act, err := action(rule.Action, rule.ErrnoRet)
+		act, err := parseAction(rule.Action, rule.ErrnoRet)
 		if err != nil {
 			return nil, fmt.Errorf("rule %d: %w", i, err)
 		}
@@ -465,7 +463,7 @@ func buildFilter(p *mseccomp.Seccomp, sel selection, info *arch.Info) (*Filter, 
 			continue
 		}
 		for _, name := range rule.Names {
-			if _, ok := info.SyscallNames[name]; !ok {
+			if _, ok := info.syscall(name); !ok {
 				continue
 			}
 			set.add(act, name, conds)
@@ -491,8 +489,26 @@ func buildFilter(p *mseccomp.Seccomp, sel selection, info *arch.Info) (*Filter, 
 	return f, nil
 }
 
+//go:generate go run seccomp_mktables.go
+
+// archInfo is what the compiler needs of an architecture.
+type archInfo struct {
+	auditArch uint32                           // seccomp_data.arch of its native calls
+	syscall   func(name string) (uint32, bool) // a call's number
+	names     string                           // its calls, space-separated
+}
+
+// nativeArch describes the architecture fockker was built for, from the tables in
+// seccomp_syscalls_*.go.
+func nativeArch() (*archInfo, error) {
+	if nativeAuditArch == 0 {
+		return nil, fmt.Errorf("seccomp: no system call table for %s", runtime.GOARCH)
+	}
+	return &archInfo{auditArch: nativeAuditArch, syscall: nativeSyscall, names: nativeSyscallNames}, nil
+}
+
 // reloadNr is "A = seccomp_data.nr".
-var reloadNr = bpf.LoadAbsolute{Off: 0, Size: 4}
+var reloadNr = bpf.LoadAbsolute{Off: offNr, Size: 4}
 
 // assemble lays out the filter:
 //
@@ -503,40 +519,39 @@ var reloadNr = bpf.LoadAbsolute{Off: 0, Size: 4}
 //	    each syscall it takes under conditions, then ld nr again
 //	return the default action
 //
-// The blocks are assembled with the assembler's Program and SyscallWithConditions, each block
-// on its own, and joined: a failed comparison jumps to the end of its block, the start of the
-// next. Its Policy.Assemble is not used because it puts every block in one program without
-// reloading the syscall number after argument checks: when a rule's conditions fail, the
-// argument left in the accumulator is then compared with the syscall numbers of the later
-// rules, so socket(AF_VSOCK, ...) would pass as sendfile (40), and a high word chosen by the
-// caller could make personality() pass as whatever syscall has that number.
-func assemble(set *ruleSet, def seccomp.Action, info *arch.Info) ([]bpf.Instruction, error) {
+// Each block is assembled on its own (seccomp_bpf.go) and the blocks are joined: a call a
+// block does not take falls through to the next. The syscall number is loaded again after
+// every block that compared arguments: were the argument left in the accumulator compared
+// with the numbers of later rules, socket(AF_VSOCK, ...) would pass as sendfile (40), and a
+// high word chosen by the caller could make personality() pass as whatever call has that
+// number.
+func assemble(set *ruleSet, def retAction, info *archInfo) ([]bpf.Instruction, error) {
 	insns := []bpf.Instruction{
-		bpf.LoadAbsolute{Off: 4, Size: 4},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(info.ID), SkipTrue: 1},
+		bpf.LoadAbsolute{Off: offArch, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: info.auditArch, SkipTrue: 1},
 		bpf.RetConstant{Val: uint32(def)},
 		reloadNr,
 	}
-	if info.ID == arch.X86_64.ID {
+	if info.auditArch == unix.AUDIT_ARCH_X86_64 {
 		insns = append(insns,
-			bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: uint32(arch.X32.SeccompMask), SkipFalse: 1},
-			bpf.RetConstant{Val: uint32(seccomp.ActionErrno) | uint32(unix.ENOSYS)})
+			bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: x32SyscallBit, SkipFalse: 1},
+			bpf.RetConstant{Val: uint32(retErrno) | uint32(unix.ENOSYS)})
 	}
-	nr := func(name string) uint32 { return uint32(info.SyscallNames[name] | info.SeccompMask) }
+	nr := func(name string) uint32 { n, _ := info.syscall(name); return n }
 	for _, act := range set.sortedActions() {
 		g := set.groups[act]
-		var uncond []seccomp.SyscallWithConditions
+		var uncond []uint32
 		for _, name := range g.names {
 			if g.uncond[name] {
-				uncond = append(uncond, seccomp.SyscallWithConditions{Num: nr(name)})
+				uncond = append(uncond, nr(name))
 			}
 		}
-		// One instruction per syscall: chunks this size stay short-jump blocks.
+		// One instruction per syscall: chunks this size keep every jump short.
 		for len(uncond) > 0 {
 			n := min(len(uncond), maxBlock/2)
-			block, err := assembleBlock(uncond[:n], act)
+			block, err := syscallsBlock(uncond[:n], act)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%w: %w", ErrInvalidProfile, err)
 			}
 			insns = append(insns, block...)
 			uncond = uncond[n:]
@@ -558,18 +573,22 @@ func assemble(set *ruleSet, def seccomp.Action, info *arch.Info) ([]bpf.Instruct
 	return append(insns, bpf.RetConstant{Val: uint32(def)}), nil
 }
 
-// maxBlock bounds the instructions of one block, so that no jump inside it is longer than a
-// conditional jump can be (255): the assembler's handling of longer jumps is not used.
+// maxBlock bounds the syscalls of an unconditional block (at half of it), so that no jump in
+// it is longer than a conditional jump can be (255).
 const maxBlock = 256
 
-// conditionalBlocks assembles the condition sets of one syscall into as few blocks as fit.
-func conditionalBlocks(num uint32, sets []seccomp.ArgumentConditions, act seccomp.Action) ([][]bpf.Instruction, error) {
-	block, err := assembleBlock([]seccomp.SyscallWithConditions{{Num: num, Conditions: sets}}, act)
+// conditionalBlocks assembles the condition sets of one syscall into as few blocks as fit:
+// a block whose jumps would be too long is split in two.
+func conditionalBlocks(num uint32, sets []conditions, act retAction) ([][]bpf.Instruction, error) {
+	block, err := conditionalBlock(num, sets, act)
 	if err == nil {
 		return [][]bpf.Instruction{block}, nil
 	}
-	if !errors.Is(err, errBlockTooLong) || len(sets) < 2 {
+	if !errors.Is(err, errBlockTooLong) {
 		return nil, err
+	}
+	if len(sets) < 2 {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidProfile, err)
 	}
 	half := len(sets) / 2
 	first, err := conditionalBlocks(num, sets[:half], act)
@@ -583,35 +602,7 @@ func conditionalBlocks(num uint32, sets []seccomp.ArgumentConditions, act seccom
 	return append(first, rest...), nil
 }
 
-var errBlockTooLong = fmt.Errorf("%w: a rule's conditions need more than %d BPF instructions", ErrInvalidProfile, maxBlock)
-
-// assembleBlock assembles syscalls that lead to act; when none matches, control falls
-// through past the block's end.
-func assembleBlock(syscalls []seccomp.SyscallWithConditions, act seccomp.Action) (insns []bpf.Instruction, err error) {
-	if len(syscalls) == 0 {
-		return nil, nil
-	}
-	defer func() {
-		// The assembler panics on a jump past the end of a block longer than 255.
-		if r := recover(); r != nil {
-			insns, err = nil, errBlockTooLong
-		}
-	}()
-	p := seccomp.NewProgram()
-	match, end := p.NewLabel(), p.NewLabel()
-	for i, s := range syscalls {
-		s.Assemble(&p, i < len(syscalls)-1, match, end)
-	}
-	p.SetLabel(match)
-	p.Ret(act)
-	p.SetLabel(end)
-	if insns, err = p.Assemble(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidProfile, err)
-	}
-	// At most maxBlock instructions means no jump needed lengthening (the assembler's
-	// lengthening is not trusted); a longer block is refused.
-	if len(insns) > maxBlock {
-		return nil, errBlockTooLong
-	}
-	return insns, nil
-}
+// errBlockTooLong: a block's jumps would reach further than a conditional jump can. Made
+// with errors.New rather than wrapping ErrInvalidProfile, so that no process formats it at
+// start-up; it is wrapped where it leaves the compiler.
+var errBlockTooLong = errors.New("a rule's conditions need a jump longer than 255 BPF instructions")

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/elastic/go-seccomp-bpf"
-	"github.com/elastic/go-seccomp-bpf/arch"
 	mseccomp "github.com/moby/profiles/seccomp"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/net/bpf"
@@ -17,9 +15,9 @@ import (
 )
 
 const (
-	retAllow = uint32(unix.SECCOMP_RET_ALLOW)
-	retEPERM = uint32(unix.SECCOMP_RET_ERRNO) | uint32(unix.EPERM)
-	retNOSYS = uint32(unix.SECCOMP_RET_ERRNO) | uint32(unix.ENOSYS)
+	wantAllow = uint32(unix.SECCOMP_RET_ALLOW)
+	wantEPERM = uint32(unix.SECCOMP_RET_ERRNO) | uint32(unix.EPERM)
+	wantNOSYS = uint32(unix.SECCOMP_RET_ERRNO) | uint32(unix.ENOSYS)
 )
 
 // testSel is a container with docker's default capabilities on a 6.18 kernel.
@@ -69,10 +67,10 @@ func (v vm) run(t *testing.T, auditArch, nr uint32, args ...uint64) uint32 {
 	return uint32(r)
 }
 
-func amd64(t *testing.T) *arch.Info {
+func amd64(t *testing.T) *archInfo {
 	t.Helper()
-	info, err := arch.GetInfo("")
-	if err != nil || info != arch.X86_64 {
+	info, err := nativeArch()
+	if err != nil || info.auditArch != unix.AUDIT_ARCH_X86_64 {
 		t.Skip("the filter tests are written for x86_64")
 	}
 	return info
@@ -80,11 +78,11 @@ func amd64(t *testing.T) *arch.Info {
 
 func nr(t *testing.T, name string) uint32 {
 	t.Helper()
-	n, ok := arch.X86_64.SyscallNames[name]
+	n, ok := nativeSyscall(name)
 	if !ok {
 		t.Fatalf("no syscall %q", name)
 	}
-	return uint32(n)
+	return n
 }
 
 func buildDefault(t *testing.T, sel selection) vm {
@@ -98,7 +96,7 @@ func buildDefault(t *testing.T, sel selection) vm {
 
 // TestDefaultProfile checks docker's semantics on the calls the profile singles out.
 func TestDefaultProfile(t *testing.T) {
-	x86 := uint32(arch.X86_64.ID)
+	x86 := uint32(unix.AUDIT_ARCH_X86_64)
 	def := buildDefault(t, testSel())
 	admin := buildDefault(t, testSel("CAP_SYS_ADMIN"))
 	oldSel := testSel()
@@ -112,40 +110,40 @@ func TestDefaultProfile(t *testing.T) {
 		args []uint64
 		want uint32
 	}{
-		{"read allowed", def, "read", nil, retAllow},
-		{"execve allowed", def, "execve", nil, retAllow},
-		{"mount refused", def, "mount", nil, retEPERM},
-		{"mount with CAP_SYS_ADMIN", admin, "mount", nil, retAllow},
-		{"unshare refused", def, "unshare", []uint64{unix.CLONE_NEWUSER}, retEPERM},
-		{"setns refused", def, "setns", nil, retEPERM},
-		{"keyctl refused", def, "keyctl", nil, retEPERM},
-		{"bpf refused", def, "bpf", nil, retEPERM},
-		{"init_module refused", def, "init_module", nil, retEPERM},
-		{"finit_module refused", def, "finit_module", nil, retEPERM},
-		{"kexec_load refused", def, "kexec_load", nil, retEPERM},
-		{"reboot refused", def, "reboot", nil, retEPERM},
-		{"sethostname refused", def, "sethostname", nil, retEPERM},
-		{"plain clone allowed", def, "clone", []uint64{uint64(unix.SIGCHLD)}, retAllow},
-		{"thread clone allowed", def, "clone", []uint64{unix.CLONE_VM | unix.CLONE_THREAD | unix.CLONE_SIGHAND}, retAllow},
-		{"clone into a user namespace refused", def, "clone", []uint64{newUser}, retEPERM},
-		{"clone with a namespace flag in the high word", def, "clone", []uint64{1<<32 | uint64(unix.SIGCHLD)}, retAllow},
-		{"clone namespaces with CAP_SYS_ADMIN", admin, "clone", []uint64{newUser}, retAllow},
-		{"clone3 says ENOSYS", def, "clone3", nil, retNOSYS},
-		{"clone3 with CAP_SYS_ADMIN", admin, "clone3", nil, retAllow},
-		{"personality 0", def, "personality", []uint64{0}, retAllow},
-		{"personality query", def, "personality", []uint64{0xffffffff}, retAllow},
-		{"personality READ_IMPLIES_EXEC refused", def, "personality", []uint64{0x0400000}, retEPERM},
+		{"read allowed", def, "read", nil, wantAllow},
+		{"execve allowed", def, "execve", nil, wantAllow},
+		{"mount refused", def, "mount", nil, wantEPERM},
+		{"mount with CAP_SYS_ADMIN", admin, "mount", nil, wantAllow},
+		{"unshare refused", def, "unshare", []uint64{unix.CLONE_NEWUSER}, wantEPERM},
+		{"setns refused", def, "setns", nil, wantEPERM},
+		{"keyctl refused", def, "keyctl", nil, wantEPERM},
+		{"bpf refused", def, "bpf", nil, wantEPERM},
+		{"init_module refused", def, "init_module", nil, wantEPERM},
+		{"finit_module refused", def, "finit_module", nil, wantEPERM},
+		{"kexec_load refused", def, "kexec_load", nil, wantEPERM},
+		{"reboot refused", def, "reboot", nil, wantEPERM},
+		{"sethostname refused", def, "sethostname", nil, wantEPERM},
+		{"plain clone allowed", def, "clone", []uint64{uint64(unix.SIGCHLD)}, wantAllow},
+		{"thread clone allowed", def, "clone", []uint64{unix.CLONE_VM | unix.CLONE_THREAD | unix.CLONE_SIGHAND}, wantAllow},
+		{"clone into a user namespace refused", def, "clone", []uint64{newUser}, wantEPERM},
+		{"clone with a namespace flag in the high word", def, "clone", []uint64{1<<32 | uint64(unix.SIGCHLD)}, wantAllow},
+		{"clone namespaces with CAP_SYS_ADMIN", admin, "clone", []uint64{newUser}, wantAllow},
+		{"clone3 says ENOSYS", def, "clone3", nil, wantNOSYS},
+		{"clone3 with CAP_SYS_ADMIN", admin, "clone3", nil, wantAllow},
+		{"personality 0", def, "personality", []uint64{0}, wantAllow},
+		{"personality query", def, "personality", []uint64{0xffffffff}, wantAllow},
+		{"personality READ_IMPLIES_EXEC refused", def, "personality", []uint64{0x0400000}, wantEPERM},
 		// A high word that is a syscall number must not turn a refused call into that one.
-		{"personality with a syscall number in the high word", def, "personality", []uint64{uint64(nr(t, "read"))<<32 | 0x0400000}, retEPERM},
-		{"socket AF_INET", def, "socket", []uint64{unix.AF_INET}, retAllow},
-		{"socket AF_UNIX", def, "socket", []uint64{unix.AF_UNIX}, retAllow},
-		{"socket AF_NETLINK", def, "socket", []uint64{unix.AF_NETLINK}, retAllow},
-		{"socket AF_VSOCK refused", def, "socket", []uint64{unix.AF_VSOCK}, retEPERM},
-		{"socket AF_ALG refused", def, "socket", []uint64{unix.AF_ALG}, retEPERM},
-		{"socket AF_VSOCK with a high word", def, "socket", []uint64{1<<32 | unix.AF_VSOCK}, retEPERM},
-		{"ptrace allowed since 4.8", def, "ptrace", nil, retAllow},
-		{"ptrace refused before 4.8", old, "ptrace", nil, retEPERM},
-		{"syslog refused", def, "syslog", nil, retEPERM},
+		{"personality with a syscall number in the high word", def, "personality", []uint64{uint64(nr(t, "read"))<<32 | 0x0400000}, wantEPERM},
+		{"socket AF_INET", def, "socket", []uint64{unix.AF_INET}, wantAllow},
+		{"socket AF_UNIX", def, "socket", []uint64{unix.AF_UNIX}, wantAllow},
+		{"socket AF_NETLINK", def, "socket", []uint64{unix.AF_NETLINK}, wantAllow},
+		{"socket AF_VSOCK refused", def, "socket", []uint64{unix.AF_VSOCK}, wantEPERM},
+		{"socket AF_ALG refused", def, "socket", []uint64{unix.AF_ALG}, wantEPERM},
+		{"socket AF_VSOCK with a high word", def, "socket", []uint64{1<<32 | unix.AF_VSOCK}, wantEPERM},
+		{"ptrace allowed since 4.8", def, "ptrace", nil, wantAllow},
+		{"ptrace refused before 4.8", old, "ptrace", nil, wantEPERM},
+		{"syslog refused", def, "syslog", nil, wantEPERM},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.v.run(t, x86, nr(t, tc.call), tc.args...); got != tc.want {
@@ -154,17 +152,17 @@ func TestDefaultProfile(t *testing.T) {
 		})
 	}
 	t.Run("x32 calls get ENOSYS", func(t *testing.T) {
-		if got := def.run(t, x86, nr(t, "read")|0x40000000); got != retNOSYS {
+		if got := def.run(t, x86, nr(t, "read")|0x40000000); got != wantNOSYS {
 			t.Errorf("got %#x", got)
 		}
 	})
 	t.Run("other architectures get the default action", func(t *testing.T) {
-		if got := def.run(t, uint32(arch.I386.ID), 3 /* read on i386 */); got != retEPERM {
+		if got := def.run(t, uint32(unix.AUDIT_ARCH_I386), 3 /* read on i386 */); got != wantEPERM {
 			t.Errorf("got %#x", got)
 		}
 	})
 	t.Run("unknown syscall numbers get the default action", func(t *testing.T) {
-		if got := def.run(t, x86, 4000); got != retEPERM {
+		if got := def.run(t, x86, 4000); got != wantEPERM {
 			t.Errorf("got %#x", got)
 		}
 	})
@@ -173,14 +171,14 @@ func TestDefaultProfile(t *testing.T) {
 // refAction is what a filter must return for one call, computed from the selected rules
 // directly: among the rules that match (name, and arguments as libseccomp compares them, with
 // runc's OR for repeated indexes), the most severe action; the default if none.
-func refAction(t *testing.T, rules []specs.LinuxSyscall, def seccomp.Action, name string, args [6]uint64) uint32 {
+func refAction(t *testing.T, rules []specs.LinuxSyscall, def retAction, name string, args [6]uint64) uint32 {
 	t.Helper()
 	best, found := def, false
 	for _, r := range rules {
 		if !slices.Contains(r.Names, name) {
 			continue
 		}
-		act, err := action(r.Action, r.ErrnoRet)
+		act, err := parseAction(r.Action, r.ErrnoRet)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -248,7 +246,7 @@ func TestFilterAgreesWithRules(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		def, _ := action(p.DefaultAction, p.DefaultErrnoRet)
+		def, _ := parseAction(p.DefaultAction, p.DefaultErrnoRet)
 		f, err := buildFilter(mseccomp.DefaultProfile(), sel, info)
 		if err != nil {
 			t.Fatal(err)
@@ -268,12 +266,13 @@ func TestFilterAgreesWithRules(t *testing.T) {
 			}
 		}
 		checked := 0
-		for num, name := range info.SyscallNumbers {
+		for _, name := range strings.Fields(info.names) {
+			num, _ := info.syscall(name)
 			values := append(slices.Clone(few), spread[name]...)
 			for _, x := range values {
 				for _, args := range [][6]uint64{{x}, {x, x, x, x, x, x}, {0, x}} {
 					want := refAction(t, rules, def, name, args)
-					if got := v.run(t, uint32(info.ID), uint32(num), args[:]...); got != want {
+					if got := v.run(t, info.auditArch, num, args[:]...); got != want {
 						t.Fatalf("caps %v: %s(%#x...) = %#x, want %#x", sel.caps, name, args, got, want)
 					}
 					checked++
@@ -371,7 +370,7 @@ func TestArgCondition(t *testing.T) {
 // TestCustomProfiles compiles small profiles in docker's JSON format and runs them.
 func TestCustomProfiles(t *testing.T) {
 	info := amd64(t)
-	x86 := uint32(arch.X86_64.ID)
+	x86 := uint32(unix.AUDIT_ARCH_X86_64)
 	build := func(t *testing.T, js string) (*Filter, error) {
 		t.Helper()
 		p, err := ParseProfile([]byte(js))
@@ -390,7 +389,7 @@ func TestCustomProfiles(t *testing.T) {
 		if got := v.run(t, x86, nr(t, "mkdirat")); got != eacces {
 			t.Errorf("mkdirat = %#x", got)
 		}
-		if got := v.run(t, x86, nr(t, "read")); got != retAllow {
+		if got := v.run(t, x86, nr(t, "read")); got != wantAllow {
 			t.Errorf("read = %#x", got)
 		}
 	})
@@ -400,13 +399,13 @@ func TestCustomProfiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		v := newVM(t, f)
-		if got := v.run(t, x86, nr(t, "write")); got != retNOSYS {
+		if got := v.run(t, x86, nr(t, "write")); got != wantNOSYS {
 			t.Errorf("write = %#x", got)
 		}
-		if got := v.run(t, uint32(arch.I386.ID), 4); got != retNOSYS {
+		if got := v.run(t, uint32(unix.AUDIT_ARCH_I386), 4); got != wantNOSYS {
 			t.Errorf("i386 = %#x", got)
 		}
-		if got := v.run(t, x86, nr(t, "read")); got != retAllow {
+		if got := v.run(t, x86, nr(t, "read")); got != wantAllow {
 			t.Errorf("read = %#x", got)
 		}
 	})
@@ -421,7 +420,7 @@ func TestCustomProfiles(t *testing.T) {
 		if got := v.run(t, x86, nr(t, "socket"), 40); got != uint32(unix.SECCOMP_RET_ERRNO)|97 {
 			t.Errorf("socket(40) = %#x", got)
 		}
-		if got := v.run(t, x86, nr(t, "socket"), 2); got != retAllow {
+		if got := v.run(t, x86, nr(t, "socket"), 2); got != wantAllow {
 			t.Errorf("socket(2) = %#x", got)
 		}
 	})
@@ -439,7 +438,7 @@ func TestCustomProfiles(t *testing.T) {
 			call string
 			arg  uint64
 			want uint32
-		}{{"ioctl", 1000, retAllow}, {"ioctl", 1199, retAllow}, {"ioctl", 1200, retEPERM}, {"ioctl", 999, retEPERM}, {"read", 0, retAllow}} {
+		}{{"ioctl", 1000, wantAllow}, {"ioctl", 1199, wantAllow}, {"ioctl", 1200, wantEPERM}, {"ioctl", 999, wantEPERM}, {"read", 0, wantAllow}} {
 			if got := v.run(t, x86, nr(t, tc.call), 0, tc.arg); got != tc.want {
 				t.Errorf("%s(0, %d) = %#x, want %#x", tc.call, tc.arg, got, tc.want)
 			}
@@ -475,6 +474,123 @@ func BenchmarkBuildFilter(b *testing.B) {
 	for b.Loop() {
 		if _, err := BuildFilter("", caps); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestCompare runs every operation's code on values around the boundaries of both 32-bit
+// words and checks it against Go's 64-bit comparison.
+func TestCompare(t *testing.T) {
+	values := []uint64{0, 1, 2, 0xfffffffe, 0xffffffff, 1 << 32, 1<<32 | 1, 2<<32 | 0xffffffff, 0x80000000_00000000, ^uint64(0) - 1, ^uint64(0)}
+	ops := map[operation]func(a, v uint64) bool{
+		opEqual:          func(a, v uint64) bool { return a == v },
+		opNotEqual:       func(a, v uint64) bool { return a != v },
+		opLessThan:       func(a, v uint64) bool { return a < v },
+		opLessOrEqual:    func(a, v uint64) bool { return a <= v },
+		opGreaterThan:    func(a, v uint64) bool { return a > v },
+		opGreaterOrEqual: func(a, v uint64) bool { return a >= v },
+		opBitsSet:        func(a, v uint64) bool { return a&v != 0 },
+		opBitsNotSet:     func(a, v uint64) bool { return a&v == 0 },
+	}
+	const call = 7
+	for op, want := range ops {
+		for _, v := range values {
+			for _, argIdx := range []uint32{0, 3, 5} {
+				insns, err := conditionalBlock(call, []conditions{{{Arg: argIdx, Op: op, Value: v}}}, retAllow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// The block falls through to "return EPERM" when it does not match.
+				insns = append([]bpf.Instruction{reloadNr}, append(insns, bpf.RetConstant{Val: wantEPERM})...)
+				raw, err := bpf.Assemble(insns)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f := &Filter{}
+				for _, r := range raw {
+					f.Program = binary.NativeEndian.AppendUint16(f.Program, r.Op)
+					f.Program = append(f.Program, r.Jt, r.Jf)
+					f.Program = binary.NativeEndian.AppendUint32(f.Program, r.K)
+				}
+				vm := newVM(t, f)
+				for _, a := range values {
+					var args [6]uint64
+					args[argIdx] = a
+					args[(argIdx+1)%6] = ^a // a neighbour must not matter
+					exp := wantEPERM
+					if want(a, v) {
+						exp = wantAllow
+					}
+					if got := vm.run(t, 0, call, args[:]...); got != exp {
+						t.Errorf("arg%d=%#x %v %#x: got %#x, want %#x", argIdx, a, op, v, got, exp)
+					}
+					if got := vm.run(t, 0, call+1, args[:]...); got != wantEPERM {
+						t.Errorf("another call with arg%d=%#x %v %#x: got %#x", argIdx, a, op, v, got)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestSyscallTable checks the generated table against golang.org/x/sys's constants and its
+// own consistency.
+func TestSyscallTable(t *testing.T) {
+	info, err := nativeArch()
+	if err != nil {
+		t.Skip(err)
+	}
+	names := strings.Fields(info.names)
+	if len(names) < 250 || !slices.IsSorted(names) {
+		t.Fatalf("%d names, sorted: %v", len(names), slices.IsSorted(names))
+	}
+	for i, n := range names {
+		if i > 0 && names[i-1] == n {
+			t.Errorf("%s twice", n)
+		}
+		if _, ok := info.syscall(n); !ok {
+			t.Errorf("%s listed but not found", n)
+		}
+	}
+	for name, want := range map[string]uintptr{
+		"read": unix.SYS_READ, "write": unix.SYS_WRITE, "openat": unix.SYS_OPENAT, "clone": unix.SYS_CLONE,
+		"clone3": unix.SYS_CLONE3, "unshare": unix.SYS_UNSHARE, "setns": unix.SYS_SETNS, "mount": unix.SYS_MOUNT,
+		"ptrace": unix.SYS_PTRACE, "personality": unix.SYS_PERSONALITY, "socket": unix.SYS_SOCKET,
+		"io_uring_setup": unix.SYS_IO_URING_SETUP, "seccomp": unix.SYS_SECCOMP, "bpf": unix.SYS_BPF,
+	} {
+		if got, ok := info.syscall(name); !ok || uintptr(got) != want {
+			t.Errorf("%s = %d %v, want %d", name, got, ok, want)
+		}
+	}
+	if _, ok := info.syscall("no_such_call"); ok {
+		t.Error("no_such_call found")
+	}
+}
+
+// TestOneRuleTooLong: a single condition set longer than a jump reaches is refused as an
+// invalid profile, not compiled wrongly.
+func TestOneRuleTooLong(t *testing.T) {
+	info := amd64(t)
+	rule := func(args int) string {
+		// Each comparison is of another argument, so they form one set (AND); 32 bits that
+		// must be set make 32 single-bit tests of 4 instructions.
+		var conds []string
+		for i := 0; i < args; i++ {
+			conds = append(conds, fmt.Sprintf(`{"index":%d,"value":%d,"valueTwo":%d,"op":"SCMP_CMP_MASKED_EQ"}`, i, uint32(0xffffffff), uint32(0xffffffff)))
+		}
+		return `{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["ioctl"],"action":"SCMP_ACT_ALLOW","args":[` + strings.Join(conds, ",") + `]}]}`
+	}
+	for args, ok := range map[int]bool{1: true, 3: false} {
+		p, err := ParseProfile([]byte(rule(args)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = buildFilter(p, testSel(), info)
+		if ok && err != nil {
+			t.Errorf("%d comparisons: %v", args, err)
+		}
+		if !ok && (!errors.Is(err, ErrInvalidProfile) || !errors.Is(err, errBlockTooLong)) {
+			t.Errorf("%d comparisons: %v, want ErrInvalidProfile", args, err)
 		}
 	}
 }

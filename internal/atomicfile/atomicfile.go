@@ -12,10 +12,12 @@ type Durability int
 
 const (
 	// Replace only renames a complete temporary file into place: safe against a crash of
-	// the writer, not against a power loss. For hints and caches.
+	// the writer, not against a crash of the machine, after which some file systems may
+	// hold an empty or cut file under the new name. For hints, and for state that does not
+	// outlive the machine's processes (container records: see container.Store).
 	Replace Durability = iota
 	// Synced fsyncs the data before the rename: after a power loss the file holds the old
-	// or the new content, never a torn one. For records.
+	// or the new content, never a torn one.
 	Synced
 	// Durable also fsyncs the directory, so the new content itself survives a power loss.
 	Durable
