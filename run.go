@@ -32,9 +32,9 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	// What crashes left behind goes first, cheaply and never waiting for other runs (see
-	// container.Prune); it may free a name, ports or addresses this run needs.
-	if err := container.PruneLazily(r, 0); err != nil {
+	// What crashes left behind that this run needs (its name, its ports) is freed first,
+	// cheaply and never waiting for other runs (see container.PruneForRun).
+	if err := container.PruneForRun(r, spec); err != nil {
 		logrus.Debugf("prune: %v", err)
 	}
 	if spec.Detach {
