@@ -427,6 +427,14 @@ var errReplaced = errors.New("record replaced by another container")
 // noting an OOM kill from its cgroup cg, if known), then removes it if it was run with --rm.
 // A container removed, or replaced under its name, meanwhile is left alone.
 func finish(roots Roots, rec *Record, code int, cg *cgroup.Cgroup) error {
+	if rec.Spec.AutoRemove {
+		// Straight to removal: the record would only be deleted right after.
+		err := remove(roots, rec.Name, true, rec.ID)
+		if errors.Is(err, ErrNotFound) || errors.Is(err, errReplaced) {
+			return nil
+		}
+		return err
+	}
 	_, err := NewStore(roots.State).Update(rec.Name, func(r *Record) error {
 		if r.ID != rec.ID {
 			return errReplaced
@@ -449,13 +457,7 @@ func finish(roots Roots, rec *Record, code int, cg *cgroup.Cgroup) error {
 	if errors.Is(err, ErrNotFound) || errors.Is(err, errReplaced) {
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	if rec.Spec.AutoRemove {
-		return Remove(roots, rec.Name, true)
-	}
-	return nil
+	return err
 }
 
 // Destroy undoes Create: kills init if it runs, removes the cgroup, the layers and the record.

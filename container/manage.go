@@ -122,11 +122,17 @@ func settle(roots Roots, rec *Record) error {
 // first. Each step is idempotent, so a container whose creation or an earlier removal was
 // killed halfway (with or without layers, cgroup or endpoint) is removed all the same.
 func Remove(roots Roots, ref string, force bool) error {
-	store := NewStore(roots.State)
-	name, err := store.Resolve(ref)
+	name, err := NewStore(roots.State).Resolve(ref)
 	if err != nil {
 		return err
 	}
+	return remove(roots, name, force, "")
+}
+
+// remove removes the container recorded under name; with id set, only if the record still
+// belongs to that container (errReplaced otherwise).
+func remove(roots Roots, name string, force bool, id string) error {
+	store := NewStore(roots.State)
 	lk, err := store.Lock(name)
 	if err != nil {
 		return err
@@ -135,6 +141,9 @@ func Remove(roots Roots, ref string, force bool) error {
 	rec, err := store.Load(name)
 	if err != nil {
 		return err
+	}
+	if id != "" && rec.ID != id {
+		return errReplaced
 	}
 	if State(rec) != Stopped {
 		if !force {
