@@ -217,7 +217,7 @@ func endToEnd(t *testing.T, b backend) {
 	if out := c1.run(t, "ip", "-o", "link", "show", "eth0"); !strings.Contains(out, ",UP") || !strings.Contains(out, "mtu 1500 ") {
 		t.Fatalf("container end: %s", out)
 	}
-	if out := c1.run(t, "ip", "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(out, "192.168.0.2/24") {
+	if out := c1.run(t, "ip", "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(out, "192.168.0.2/24 brd 192.168.0.255 ") {
 		t.Fatalf("container address: %s", out)
 	}
 	if out := c1.run(t, "ip", "route"); !strings.Contains(out, "default via 192.168.0.1 dev eth0") {
@@ -257,6 +257,13 @@ func endToEnd(t *testing.T, b backend) {
 	// The same port on the other protocol is fine.
 	ep2 := tb.connect(t, DefaultName, "c2bbbbbbbb02", c2, pm(8080, 8080, "udp"))
 	ep3 := tb.connect(t, "fknet2", "c3cccccccc03", c3)
+	// A class A address on a /16: the netmask and broadcast are the network's.
+	if out := c3.run(t, "ip", "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(out, "10.88.0.2/16 brd 10.88.255.255 ") {
+		t.Fatalf("container address on fknet2: %s", out)
+	}
+	if out := c3.run(t, "ip", "route"); !strings.Contains(out, "default via 10.88.0.1 dev eth0") || !strings.Contains(out, "10.88.0.0/16 dev eth0") {
+		t.Fatalf("container routes on fknet2: %s", out)
+	}
 	if ep2.IP.String() != "192.168.0.3" || ep3.IP.String() != "10.88.0.2" {
 		t.Fatalf("addresses %s %s", ep2.IP, ep3.IP)
 	}

@@ -130,6 +130,10 @@ func TestParseSubnet(t *testing.T) {
 		{"10.10.0.0/33", false},
 		{"10.10.0.0", false},
 		{"fd00::/64", false},
+		{"224.1.0.0/24", false},
+		{"192.0.0.0/2", false},
+		{"223.255.255.0/24", true},
+		{"240.0.0.0/24", true},
 		{"banana", false},
 		{"", false},
 	}

@@ -234,31 +234,35 @@ func inetSocketAt(ns netns.NsHandle) (int, error) {
 }
 
 // setInet4Addr gives interface name the IPv4 address and prefix length of
-// addr, with the broadcast address that goes with them, as "ip addr add"
-// would, while the interface is down: the classful mask SIOCSIFADDR sets
-// first never reaches a route.
+// addr, and the broadcast address that goes with them, as "ip addr add
+// ADDR/LEN brd +" would. The interface must be down: the classful mask
+// SIOCSIFADDR sets first then never reaches a route.
 func setInet4Addr(fd int, name string, addr netip.Prefix) error {
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return err
-	}
-	a := addr.Addr().As4()
-	if err := ifr.SetInet4Addr(a[:]); err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFADDR, ifr); err != nil {
-		return os.NewSyscallError("ioctl SIOCSIFADDR", err)
-	}
 	mask := net.CIDRMask(addr.Bits(), 32)
-	ifr, err = unix.NewIfreq(name)
-	if err != nil {
-		return err
+	a := addr.Addr().As4()
+	brd := a
+	for i := range brd {
+		brd[i] |= ^mask[i]
 	}
-	if err := ifr.SetInet4Addr(mask); err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFNETMASK, ifr); err != nil {
-		return os.NewSyscallError("ioctl SIOCSIFNETMASK", err)
+	for _, step := range []struct {
+		req  uint
+		name string
+		v    []byte
+	}{
+		{unix.SIOCSIFADDR, "SIOCSIFADDR", a[:]},
+		{unix.SIOCSIFNETMASK, "SIOCSIFNETMASK", mask},
+		{unix.SIOCSIFBRDADDR, "SIOCSIFBRDADDR", brd[:]},
+	} {
+		ifr, err := unix.NewIfreq(name)
+		if err != nil {
+			return err
+		}
+		if err := ifr.SetInet4Addr(step.v); err != nil {
+			return err
+		}
+		if err := unix.IoctlIfreq(fd, step.req, ifr); err != nil {
+			return os.NewSyscallError("ioctl "+step.name, err)
+		}
 	}
 	return nil
 }
@@ -313,10 +317,10 @@ func addDefaultRoute(fd int, name string, gw netip.Addr) error {
 }
 
 // addVethPair sends, in the calling thread's network namespace, the
-// RTM_NEWLINK request of "ip link add ep.HostVeth mtu M master br up type
-// veth peer name ep.IfName mtu M netns containerNS": the pair is made, its
-// host end attached and up in one go, where the library would take four
-// requests.
+// RTM_NEWLINK request of "ip link add ep.HostVeth mtu M txqueuelen 0 master
+// br up type veth peer name ep.IfName mtu M netns containerNS": the pair is
+// made, its host end attached and up in one go, where the library would
+// take four requests.
 func addVethPair(br netlink.Link, ep EndpointConfig, containerNS netns.NsHandle) error {
 	mtu := nl.Uint32Attr(uint32(br.Attrs().MTU))
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
@@ -325,6 +329,8 @@ func addVethPair(br netlink.Link, ep EndpointConfig, containerNS netns.NsHandle)
 	req.AddData(msg)
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(ep.HostVeth)))
 	req.AddData(nl.NewRtAttr(unix.IFLA_MTU, mtu))
+	// No transmit queue on the host end, as Docker does (veth is noqueue).
+	req.AddData(nl.NewRtAttr(unix.IFLA_TXQLEN, nl.Uint32Attr(0)))
 	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(br.Attrs().Index))))
 	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
 	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
