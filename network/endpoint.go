@@ -326,6 +326,14 @@ func (m *Manager) loadEndpointRecord(netName, id string) (*endpointRecord, error
 	if err != nil {
 		return nil, fmt.Errorf("network %s: read endpoint %s: %w", netName, id, err)
 	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		// Emptied by a crash of the machine (see saveEndpoint), which took
+		// down whatever the endpoint described: only its ID is left to
+		// release.
+		return &endpointRecord{Endpoint: Endpoint{
+			ID: id, Network: netName, HostVeth: HostVethName(id), IfName: driver.ContainerIfName,
+		}}, nil
+	}
 	var rec endpointRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return nil, fmt.Errorf("network %s: parse endpoint %s: %w", netName, id, err)
@@ -333,6 +341,12 @@ func (m *Manager) loadEndpointRecord(netName, id string) (*endpointRecord, error
 	return &rec, nil
 }
 
+// saveEndpoint replaces the stored endpoint atomically (temp file and
+// rename) but syncs nothing. The record exists so that what a container was
+// given (veth, rules, address) can be found after its fockker process died,
+// and the page cache keeps it for that; what a crash of the whole machine
+// may lose of it (the file, or its content: see loadEndpointRecord) is a
+// veth and rules that the crash removed with the kernel's state.
 func (m *Manager) saveEndpoint(rec *endpointRecord) error {
 	ep := &rec.Endpoint
 	b, err := json.MarshalIndent(rec, "", "  ")
@@ -342,7 +356,7 @@ func (m *Manager) saveEndpoint(rec *endpointRecord) error {
 	if err := os.MkdirAll(m.endpointDir(ep.Network), 0o755); err != nil {
 		return fmt.Errorf("network %s: %w", ep.Network, err)
 	}
-	if err := atomicfile.Write(m.endpointPath(ep.Network, ep.ID), b, 0o644, atomicfile.Durable); err != nil {
+	if err := atomicfile.Write(m.endpointPath(ep.Network, ep.ID), b, 0o644, atomicfile.Replace); err != nil {
 		return fmt.Errorf("network %s: write endpoint %s: %w", ep.Network, ep.ID, err)
 	}
 	return nil

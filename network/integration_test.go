@@ -211,7 +211,13 @@ func endToEnd(t *testing.T, b backend) {
 	if !strings.Contains(hostLinks, "master fockker0") || !strings.Contains(hostLinks, "UP") {
 		t.Fatalf("host end: %s", hostLinks)
 	}
-	if out := c1.run(t, "ip", "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(out, "192.168.0.2/24") {
+	if out := h.run(t, "cat", "/sys/class/net/vethc1aaaaaaaa0/brport/hairpin_mode"); strings.TrimSpace(out) != "1" {
+		t.Fatalf("hairpin mode of the host end: %q", out)
+	}
+	if out := c1.run(t, "ip", "-o", "link", "show", "eth0"); !strings.Contains(out, ",UP") || !strings.Contains(out, "mtu 1500 ") {
+		t.Fatalf("container end: %s", out)
+	}
+	if out := c1.run(t, "ip", "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(out, "192.168.0.2/24 brd 192.168.0.255 ") {
 		t.Fatalf("container address: %s", out)
 	}
 	if out := c1.run(t, "ip", "route"); !strings.Contains(out, "default via 192.168.0.1 dev eth0") {
@@ -251,6 +257,13 @@ func endToEnd(t *testing.T, b backend) {
 	// The same port on the other protocol is fine.
 	ep2 := tb.connect(t, DefaultName, "c2bbbbbbbb02", c2, pm(8080, 8080, "udp"))
 	ep3 := tb.connect(t, "fknet2", "c3cccccccc03", c3)
+	// A class A address on a /16: the netmask and broadcast are the network's.
+	if out := c3.run(t, "ip", "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(out, "10.88.0.2/16 brd 10.88.255.255 ") {
+		t.Fatalf("container address on fknet2: %s", out)
+	}
+	if out := c3.run(t, "ip", "route"); !strings.Contains(out, "default via 10.88.0.1 dev eth0") || !strings.Contains(out, "10.88.0.0/16 dev eth0") {
+		t.Fatalf("container routes on fknet2: %s", out)
+	}
 	if ep2.IP.String() != "192.168.0.3" || ep3.IP.String() != "10.88.0.2" {
 		t.Fatalf("addresses %s %s", ep2.IP, ep3.IP)
 	}
@@ -539,6 +552,57 @@ func TestConnectRollback(t *testing.T) {
 	}
 	if rules := h.run(t, "iptables-save"); strings.Contains(strings.ToLower(rules), "fockker") {
 		t.Fatalf("rules left:\n%s", rules)
+	}
+}
+
+// run calls EnsureDefault and Connect back to back: Connect trusts what
+// EnsureDefault has just made sure of, but still rebuilds a bridge that
+// vanished in between.
+func TestConnectRightAfterEnsureDefault(t *testing.T) {
+	requireRoot(t)
+	tb := newTestbed(t)
+	h := tb.host
+	c1, c2 := startContainer(t), startContainer(t)
+	var ep1, ep2 *Endpoint
+	var err error
+	tb.in(t, func() {
+		if _, err = tb.m.EnsureDefault(); err == nil {
+			ep1, err = tb.m.Connect(DefaultName, "ens1", c1.pid, nil)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.in(t, func() { _, err = tb.m.EnsureDefault() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.run(t, "ip", "link", "del", DefaultName)
+	tb.in(t, func() { ep2, err = tb.m.Connect(DefaultName, "ens2", c2.pid, nil) })
+	if err != nil {
+		t.Fatalf("Connect after the bridge vanished: %v", err)
+	}
+	if out := h.run(t, "ip", "-4", "-o", "addr", "show", "dev", DefaultName); !strings.Contains(out, "192.168.0.1/24") {
+		t.Fatalf("re-created fockker0: %s", out)
+	}
+	if out := h.run(t, "ip", "-o", "link", "show", "master", DefaultName); !strings.Contains(out, ep2.HostVeth+"@") {
+		t.Fatalf("ports of the re-created fockker0: %s", out)
+	}
+	if rules := h.run(t, "iptables-save"); strings.Count(rules, "fockker:net:fockker0") != len(testNetworkRules(DefaultName)) {
+		t.Fatalf("rules of fockker0:\n%s", rules)
+	}
+	if err := ping(t, c2, "192.168.0.1"); err != nil {
+		t.Fatalf("the container cannot reach the re-created gateway: %v", err)
+	}
+	for _, ep := range []*Endpoint{ep1, ep2} {
+		tb.in(t, func() { err = tb.m.Disconnect(ep) })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb.in(t, func() { err = tb.m.Remove(DefaultName, false) })
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -23,7 +25,17 @@ import (
 // fockker processes may use one state root.
 type Manager struct {
 	root string
+
+	mu sync.Mutex
+	// ensured is the network the last EnsureDefault made sure of, and when,
+	// for a Connect that follows at once (see takeEnsured).
+	ensured   *Network
+	ensuredAt time.Time
 }
+
+// ensuredFor bounds how long what EnsureDefault made sure of is trusted by
+// a Connect that follows it without another call in between.
+const ensuredFor = time.Second
 
 // NewManager returns a manager keeping its state under
 // <stateRoot>/network. Nothing is touched until a method is called.
@@ -38,6 +50,7 @@ func (m *Manager) Root() string { return m.root }
 // fresh open file description, so goroutines of one process exclude each
 // other too.
 func (m *Manager) lock(how int) (unlock func() error, err error) {
+	m.forgetEnsured()
 	if err := os.MkdirAll(m.root, 0o755); err != nil {
 		return nil, fmt.Errorf("network state: %w", err)
 	}
@@ -86,7 +99,8 @@ func (m *Manager) openHost() (*host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open host network namespace: %w", err)
 	}
-	nl, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	// The calling thread's namespace: no setns needed.
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		ns.Close()
 		return nil, fmt.Errorf("netlink: %w", err)
@@ -334,7 +348,33 @@ func (m *Manager) EnsureDefault() (*Network, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.mu.Lock()
+	m.ensured, m.ensuredAt = n, time.Now()
+	m.mu.Unlock()
 	return n, nil
+}
+
+// takeEnsured returns the network that the previous call of m, an
+// EnsureDefault less than ensuredFor ago, made sure of (bridge, address,
+// forwarding, rules), or nil. Connect takes it before it locks, and does not
+// check that network again beyond its bridge being there: run calls the two
+// back to back. Any call that locks forgets it.
+func (m *Manager) takeEnsured() *Network {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := m.ensured
+	m.ensured = nil
+	if n == nil || time.Since(m.ensuredAt) > ensuredFor {
+		return nil
+	}
+	return n
+}
+
+// forgetEnsured clears what takeEnsured would find.
+func (m *Manager) forgetEnsured() {
+	m.mu.Lock()
+	m.ensured = nil
+	m.mu.Unlock()
 }
 
 // Connect attaches the network namespace of process pid to the network
@@ -365,9 +405,10 @@ func (m *Manager) Connect(netName, containerID string, pid int, ports []PortMapp
 		return nil, err
 	}
 	ports = slices.Clone(ports)
+	ensured := m.takeEnsured()
 	var ep *Endpoint
 	err := m.withLock(unix.LOCK_EX, func() (err error) {
-		ep, err = m.connect(netName, containerID, pid, ports)
+		ep, err = m.connect(netName, containerID, pid, ports, ensured)
 		return err
 	})
 	if err != nil {
@@ -376,7 +417,9 @@ func (m *Manager) Connect(netName, containerID string, pid int, ports []PortMapp
 	return ep, nil
 }
 
-func (m *Manager) connect(netName, id string, pid int, ports []PortMapping) (_ *Endpoint, retErr error) {
+// connect does Connect's work under the lock; ensured is what takeEnsured
+// returned.
+func (m *Manager) connect(netName, id string, pid int, ports []PortMapping, ensured *Network) (_ *Endpoint, retErr error) {
 	n, err := m.load(netName)
 	if err != nil {
 		return nil, err
@@ -415,8 +458,17 @@ func (m *Manager) connect(netName, id string, pid int, ports []PortMapping) (_ *
 	if err != nil {
 		return nil, err
 	}
-	if err := drv.EnsureNetwork(n.driverConfig()); err != nil {
-		return nil, err
+	if ensured == nil || *ensured != *n {
+		if err := drv.EnsureNetwork(n.driverConfig()); err != nil {
+			return nil, err
+		}
+	} else if ok, err := driver.LinkExists(h.Link, n.Bridge); err != nil {
+		return nil, fmt.Errorf("connect %s: %w", id, err)
+	} else if !ok {
+		// Gone since EnsureDefault made sure of it: rebuild it.
+		if err := drv.EnsureNetwork(n.driverConfig()); err != nil {
+			return nil, err
+		}
 	}
 
 	alloc, err := m.allocator(n)
@@ -465,6 +517,13 @@ func (m *Manager) connect(netName, id string, pid int, ports []PortMapping) (_ *
 // Disconnect undoes Connect: port rules, the veth pair, the address and
 // the stored endpoint. It is idempotent, and works after the network was
 // removed (by a forced Remove) or the container's namespace is gone.
+//
+// The lock is not held while a veth pair still there goes, which for a
+// container that exited means waiting for the kernel (see
+// driver.RemoveInterface): port rules are removed first, and the address
+// and the stored endpoint last, so that until the pair is gone its address
+// is not handed out again and a Disconnect cut short is found and finished
+// by the next.
 func (m *Manager) Disconnect(ep *Endpoint) error {
 	if ep == nil {
 		return nil
@@ -472,29 +531,68 @@ func (m *Manager) Disconnect(ep *Endpoint) error {
 	if err := ep.validate(); err != nil {
 		return err
 	}
-	return m.withLock(unix.LOCK_EX, func() error {
-		h, err := m.openHost()
-		if err != nil {
-			return err
-		}
-		defer h.close()
+	h, err := m.openHost()
+	if err != nil {
+		return err
+	}
+	defer h.close()
+	var (
+		drv    driver.Driver
+		netCfg driver.NetworkConfig
+		cfg    driver.EndpointConfig
+		done   bool
+	)
+	err = m.withLock(unix.LOCK_EX, func() error {
 		n, err := m.load(ep.Network)
 		if errors.Is(err, ErrNotFound) {
 			// The network went with its state; remove what could remain.
-			drv, err := h.driver(driver.Bridge)
+			drv, err = h.driver(driver.Bridge)
 			if err != nil {
 				return err
 			}
-			return drv.Disconnect(driver.NetworkConfig{Name: ep.Network}, ep.driverConfig())
+			netCfg, cfg = driver.NetworkConfig{Name: ep.Network}, ep.driverConfig()
+			return drv.RemovePorts(netCfg, cfg)
 		}
 		if err != nil {
 			return err
 		}
-		drv, err := h.driver(n.Driver)
+		if drv, err = h.driver(n.Driver); err != nil {
+			return err
+		}
+		ports, stored, err := m.published(ep)
 		if err != nil {
 			return err
 		}
-		return m.disconnect(h, drv, n, ep)
+		netCfg, cfg = n.driverConfig(), ep.driverConfig()
+		cfg.Ports = ports
+		if err := drv.RemovePorts(netCfg, cfg); err != nil {
+			return err
+		}
+		// Usually the pair went with the container's namespace already.
+		if present, err := driver.LinkExists(h.Link, cfg.HostVeth); err != nil {
+			return fmt.Errorf("disconnect %s: %w", ep.ID, err)
+		} else if !present {
+			done = true
+			return m.release(n, ep.ID)
+		}
+		cfg.Exited = stored != nil && stored.Process.exited()
+		return nil
+	})
+	if err != nil || done {
+		return err
+	}
+	if err := drv.RemoveInterface(netCfg, cfg); err != nil {
+		return err
+	}
+	return m.withLock(unix.LOCK_EX, func() error {
+		n, err := m.load(ep.Network)
+		if errors.Is(err, ErrNotFound) {
+			return nil // its state, address and endpoint included, is gone
+		}
+		if err != nil {
+			return err
+		}
+		return m.release(n, ep.ID)
 	})
 }
 
@@ -528,14 +626,20 @@ func (m *Manager) disconnect(h *host, drv driver.Driver, n *Network, ep *Endpoin
 	if err := drv.Disconnect(n.driverConfig(), cfg); err != nil {
 		return err
 	}
+	return m.release(n, ep.ID)
+}
+
+// release frees the address of container id on n and removes its stored
+// endpoint, under the lock.
+func (m *Manager) release(n *Network, id string) error {
 	alloc, err := m.allocator(n)
 	if err != nil {
 		return err
 	}
-	if err := alloc.Release(ep.ID); err != nil {
-		return fmt.Errorf("network %s: release address of %s: %w", n.Name, ep.ID, err)
+	if err := alloc.Release(id); err != nil {
+		return fmt.Errorf("network %s: release address of %s: %w", n.Name, id, err)
 	}
-	return m.removeEndpoint(n.Name, ep.ID)
+	return m.removeEndpoint(n.Name, id)
 }
 
 // ReleasePorts removes ep's port mappings, for a container that stopped:

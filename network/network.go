@@ -59,7 +59,8 @@ func ValidateName(name string) error {
 }
 
 // ParseSubnet parses an IPv4 CIDR such as 10.10.0.0/16 and checks that it
-// can hold a network: canonical (no host bits), /30 or wider.
+// can hold a network: canonical (no host bits), /30 or wider, and clear of
+// the multicast range.
 func ParseSubnet(s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
@@ -70,6 +71,10 @@ func ParseSubnet(s string) (netip.Prefix, error) {
 	}
 	if p.Masked() != p {
 		return netip.Prefix{}, fmt.Errorf("%w %q: host bits set, did you mean %s?", ErrInvalidSubnet, s, p.Masked())
+	}
+	if multicast := netip.MustParsePrefix("224.0.0.0/4"); p.Overlaps(multicast) {
+		// No interface takes such an address (SIOCSIFADDR refuses it).
+		return netip.Prefix{}, fmt.Errorf("%w %q: overlaps the multicast range %s", ErrInvalidSubnet, s, multicast)
 	}
 	r := ipam.Range{Subnet: p, Gateway: p.Addr().Next()}
 	if err := r.Validate(); err != nil {

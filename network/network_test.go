@@ -130,6 +130,10 @@ func TestParseSubnet(t *testing.T) {
 		{"10.10.0.0/33", false},
 		{"10.10.0.0", false},
 		{"fd00::/64", false},
+		{"224.1.0.0/24", false},
+		{"192.0.0.0/2", false},
+		{"223.255.255.0/24", true},
+		{"240.0.0.0/24", true},
 		{"banana", false},
 		{"", false},
 	}
@@ -334,5 +338,55 @@ func TestProcessExited(t *testing.T) {
 	cmd.Wait()
 	if !p.exited() {
 		t.Fatal("reaped child not reported exited")
+	}
+}
+
+// An endpoint record emptied by a crash of the machine (it is not synced)
+// stands for its ID alone: it is listed, found by Holders, and Disconnect
+// removes it with the address; a record holding anything else that does not
+// parse is still an error.
+func TestEmptyEndpointRecord(t *testing.T) {
+	m := NewManager(t.TempDir())
+	n := &Network{Name: "tornnet", Driver: driver.Bridge, Subnet: netip.MustParsePrefix("10.77.0.0/24"),
+		Gateway: netip.MustParseAddr("10.77.0.1"), Bridge: "tornnet"}
+	if err := m.save(n); err != nil {
+		t.Fatal(err)
+	}
+	alloc, err := m.allocator(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip, err := alloc.Allocate("torn1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(m.endpointPath(n.Name, "torn1"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eps, err := m.Endpoints(n.Name)
+	if err != nil || len(eps) != 1 || eps[0].ID != "torn1" || eps[0].HostVeth != HostVethName("torn1") || len(eps[0].Ports) != 0 {
+		t.Fatalf("Endpoints = %+v, %v", eps, err)
+	}
+	if ids, err := m.Holders(n.Name); err != nil || len(ids) != 1 || ids[0] != "torn1" {
+		t.Fatalf("Holders = %v, %v", ids, err)
+	}
+	if err := m.Disconnect(&Endpoint{ID: "torn1", Network: n.Name, HostVeth: HostVethName("torn1")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(m.endpointPath(n.Name, "torn1")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("endpoint left: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(m.ipamDir(n.Name), ip.String())); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("address left: %v", err)
+	}
+	if ids, err := m.Holders(n.Name); err != nil || len(ids) != 0 {
+		t.Fatalf("Holders after Disconnect = %v, %v", ids, err)
+	}
+
+	if err := os.WriteFile(m.endpointPath(n.Name, "bad1"), []byte(`{"id": "bad1",`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Endpoints(n.Name); err == nil {
+		t.Fatal("a truncated endpoint record was accepted")
 	}
 }

@@ -166,7 +166,12 @@ func (d *bridgeDriver) Connect(n NetworkConfig, ep EndpointConfig, containerNS n
 
 // Disconnect removes ep's port rules, if it has ports, and its veth pair.
 func (d *bridgeDriver) Disconnect(n NetworkConfig, ep EndpointConfig) error {
-	return errors.Join(d.RemovePorts(n, ep), deleteVeth(d.host.Link, ep.HostVeth, ep.Exited))
+	return errors.Join(d.RemovePorts(n, ep), d.RemoveInterface(n, ep))
+}
+
+// RemoveInterface removes ep's veth pair (see deleteVeth).
+func (d *bridgeDriver) RemoveInterface(n NetworkConfig, ep EndpointConfig) error {
+	return deleteVeth(d.host.Link, ep.HostVeth, ep.Exited)
 }
 
 func portRules(ep EndpointConfig) []iptables.Rule {

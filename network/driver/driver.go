@@ -26,6 +26,10 @@ type Driver interface {
 	// Disconnect removes ep's port rules and its host interface. Ports
 	// not listed in ep are not looked for.
 	Disconnect(n NetworkConfig, ep EndpointConfig) error
+	// RemoveInterface removes ep's host interface, and the container's
+	// with it: Disconnect without the port rules. It needs no lock, and
+	// returns once the interface is gone.
+	RemoveInterface(n NetworkConfig, ep EndpointConfig) error
 	// AddPorts installs ep's port mappings; on failure none is left.
 	AddPorts(n NetworkConfig, ep EndpointConfig) error
 	// RemovePorts removes ep's port mappings; for an endpoint without

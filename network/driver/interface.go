@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
+	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -128,26 +130,28 @@ func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-// setupVeth creates the veth pair of ep inside containerNS with its host
-// end moved straight into the host namespace, attaches the host end to br
-// and brings it up, then gives the container end its address and brings up
-// it and lo, with a default route via the gateway. On failure the pair is
-// removed (deleting one end deletes both).
+// setupVeth creates the veth pair of ep with one request, the host end on
+// br and up, the container end inside containerNS; sets hairpin mode on the
+// host end, then gives the container end its address and brings up it and
+// lo, with a default route via the gateway. On failure the pair is removed
+// (deleting one end deletes both).
+//
+// The container's side is set up with ioctls on an AF_INET socket made in
+// containerNS, not through netlink: a netlink socket is freed an RCU grace
+// period after it is closed (10 to 20 ms here) and holds its namespace
+// until then, so a container that exits at once would keep its namespace,
+// and with it the veth pair that Disconnect waits for, that much longer.
 func setupVeth(host Host, br netlink.Link, n NetworkConfig, ep EndpointConfig, containerNS netns.NsHandle) (retErr error) {
 	if containerNS.Equal(host.NS) {
 		return ErrSameNamespace
 	}
-	cnl, err := netlink.NewHandleAt(containerNS, unix.NETLINK_ROUTE)
+	fd, err := inetSocketAt(containerNS)
 	if err != nil {
-		return fmt.Errorf("netlink handle in container namespace: %w", err)
+		return fmt.Errorf("socket in container namespace: %w", err)
 	}
-	defer cnl.Close()
+	defer unix.Close(fd)
 
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = ep.IfName
-	attrs.MTU = br.Attrs().MTU
-	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: ep.HostVeth, PeerNamespace: netlink.NsFd(host.NS)}
-	if err := cnl.LinkAdd(veth); err != nil {
+	if err := addVethPair(br, ep, containerNS); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("create veth pair %s/%s: %w: %s in the container or %s on the host",
 				ep.IfName, ep.HostVeth, ErrLinkExists, ep.IfName, ep.HostVeth)
@@ -156,57 +160,203 @@ func setupVeth(host Host, br netlink.Link, n NetworkConfig, ep EndpointConfig, c
 	}
 	defer func() {
 		if retErr != nil {
-			if l, err := cnl.LinkByName(ep.IfName); err == nil {
-				retErr = errors.Join(retErr, cnl.LinkDel(l))
+			if l, err := host.Link.LinkByName(ep.HostVeth); err == nil {
+				retErr = errors.Join(retErr, host.Link.LinkDel(l))
 			}
 		}
 	}()
-
-	hostEnd, err := host.Link.LinkByName(ep.HostVeth)
-	if err != nil {
-		return fmt.Errorf("find host end %s: %w", ep.HostVeth, err)
-	}
-	if err := host.Link.LinkSetMaster(hostEnd, br); err != nil {
-		return fmt.Errorf("attach %s to bridge %s: %w", ep.HostVeth, br.Attrs().Name, err)
-	}
 	// A container reaching its own published port through a host address
 	// gets its packets back through its own port when bridged traffic
 	// passes iptables (br_netfilter); the bridge only allows that in
 	// hairpin mode.
-	if err := host.Link.LinkSetHairpin(hostEnd, true); err != nil {
+	if err := setHairpin(ep.HostVeth); err != nil {
 		return fmt.Errorf("set hairpin mode on %s: %w", ep.HostVeth, err)
 	}
-	if err := host.Link.LinkSetUp(hostEnd); err != nil {
-		return fmt.Errorf("bring up %s: %w", ep.HostVeth, err)
-	}
 
-	ctrEnd, err := cnl.LinkByName(ep.IfName)
-	if err != nil {
-		return fmt.Errorf("find container end %s: %w", ep.IfName, err)
+	addr := netip.PrefixFrom(ep.IP, n.Subnet.Bits())
+	if err := setInet4Addr(fd, ep.IfName, addr); err != nil {
+		return fmt.Errorf("add address %s to container %s: %w", addr, ep.IfName, err)
 	}
-	addr := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(ep.IP, n.Subnet.Bits()))}
-	if err := cnl.AddrAdd(ctrEnd, addr); err != nil {
-		return fmt.Errorf("add address %s to container %s: %w", addr.IPNet, ep.IfName, err)
-	}
-	if err := cnl.LinkSetUp(ctrEnd); err != nil {
+	if err := setUp(fd, ep.IfName); err != nil {
 		return fmt.Errorf("bring up container %s: %w", ep.IfName, err)
 	}
-	lo, err := cnl.LinkByName("lo")
-	if err != nil {
-		return fmt.Errorf("find container lo: %w", err)
-	}
-	if err := cnl.LinkSetUp(lo); err != nil {
+	if err := setUp(fd, "lo"); err != nil {
 		return fmt.Errorf("bring up container lo: %w", err)
 	}
-	route := &netlink.Route{
-		LinkIndex: ctrEnd.Attrs().Index,
-		Scope:     netlink.SCOPE_UNIVERSE,
-		Gw:        n.Gateway.AsSlice(),
-	}
-	if err := cnl.RouteAdd(route); err != nil {
+	if err := addDefaultRoute(fd, ep.IfName, n.Gateway); err != nil {
 		return fmt.Errorf("add default route via %s in container: %w", n.Gateway, err)
 	}
 	return nil
+}
+
+// inetSocketAt returns an AF_INET datagram socket of network namespace ns,
+// made by a thread of its own that enters ns and then returns to where it
+// was. Interface and route ioctls on the socket act in ns, from any thread.
+// Should the return fail, the thread is left locked, and so ends with its
+// goroutine.
+func inetSocketAt(ns netns.NsHandle) (int, error) {
+	type result struct {
+		fd  int
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{-1, fmt.Errorf("open own network namespace: %w", err)}
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{-1, fmt.Errorf("enter network namespace: %w", err)}
+			return
+		}
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if rerr := netns.Set(orig); rerr != nil {
+			if err == nil {
+				unix.Close(fd)
+			}
+			ch <- result{-1, fmt.Errorf("return from network namespace: %w", rerr)}
+			return // the thread stays locked: it ends with this goroutine
+		}
+		runtime.UnlockOSThread()
+		if err != nil {
+			ch <- result{-1, os.NewSyscallError("socket", err)}
+			return
+		}
+		ch <- result{fd, nil}
+	}()
+	r := <-ch
+	return r.fd, r.err
+}
+
+// setInet4Addr gives interface name the IPv4 address and prefix length of
+// addr, and the broadcast address that goes with them, as "ip addr add
+// ADDR/LEN brd +" would. The interface must be down: the classful mask
+// SIOCSIFADDR sets first then never reaches a route.
+func setInet4Addr(fd int, name string, addr netip.Prefix) error {
+	mask := net.CIDRMask(addr.Bits(), 32)
+	a := addr.Addr().As4()
+	brd := a
+	for i := range brd {
+		brd[i] |= ^mask[i]
+	}
+	for _, step := range []struct {
+		req  uint
+		name string
+		v    []byte
+	}{
+		{unix.SIOCSIFADDR, "SIOCSIFADDR", a[:]},
+		{unix.SIOCSIFNETMASK, "SIOCSIFNETMASK", mask},
+		{unix.SIOCSIFBRDADDR, "SIOCSIFBRDADDR", brd[:]},
+	} {
+		ifr, err := unix.NewIfreq(name)
+		if err != nil {
+			return err
+		}
+		if err := ifr.SetInet4Addr(step.v); err != nil {
+			return err
+		}
+		if err := unix.IoctlIfreq(fd, step.req, ifr); err != nil {
+			return os.NewSyscallError("ioctl "+step.name, err)
+		}
+	}
+	return nil
+}
+
+// setUp brings up interface name.
+func setUp(fd int, name string) error {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return os.NewSyscallError("ioctl SIOCGIFFLAGS", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return os.NewSyscallError("ioctl SIOCSIFFLAGS", err)
+	}
+	return nil
+}
+
+// rtentry is struct rtentry of <linux/route.h>, for SIOCADDRT: unsigned
+// long and pointers are uintptr-sized, and Go lays the fields out as C does.
+type rtentry struct {
+	pad1    uintptr
+	dst     unix.RawSockaddrInet4
+	gateway unix.RawSockaddrInet4
+	genmask unix.RawSockaddrInet4
+	flags   uint16
+	pad2    int16
+	pad3    uintptr
+	pad4    uintptr
+	metric  int16
+	dev     *byte
+	mtu     uintptr
+	window  uintptr
+	irtt    uint16
+}
+
+// addDefaultRoute adds "default via gw dev name".
+func addDefaultRoute(fd int, name string, gw netip.Addr) error {
+	dev, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return err
+	}
+	rt := &rtentry{flags: unix.RTF_UP | unix.RTF_GATEWAY, dev: dev}
+	rt.dst.Family, rt.genmask.Family, rt.gateway.Family = unix.AF_INET, unix.AF_INET, unix.AF_INET
+	rt.gateway.Addr = gw.As4()
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCADDRT, uintptr(unsafe.Pointer(rt))); errno != 0 {
+		return os.NewSyscallError("ioctl SIOCADDRT", errno)
+	}
+	return nil
+}
+
+// addVethPair sends, in the calling thread's network namespace, the
+// RTM_NEWLINK request of "ip link add ep.HostVeth mtu M txqueuelen 0 master
+// br up type veth peer name ep.IfName mtu M netns containerNS": the pair is
+// made, its host end attached and up in one go, where the library would
+// take four requests.
+func addVethPair(br netlink.Link, ep EndpointConfig, containerNS netns.NsHandle) error {
+	mtu := nl.Uint32Attr(uint32(br.Attrs().MTU))
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(ep.HostVeth)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_MTU, mtu))
+	// No transmit queue on the host end, as Docker does (veth is noqueue).
+	req.AddData(nl.NewRtAttr(unix.IFLA_TXQLEN, nl.Uint32Attr(0)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(br.Attrs().Index))))
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+	peer := info.AddRtAttr(nl.IFLA_INFO_DATA, nil).AddRtAttr(nl.VETH_INFO_PEER, nil)
+	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC) // up only once paired: ENOTCONN before
+	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(ep.IfName))
+	peer.AddRtAttr(unix.IFLA_MTU, mtu)
+	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(containerNS)))
+	req.AddData(info)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+// setHairpin turns on hairpin mode of the bridge port called name, in the
+// calling thread's network namespace, as "ip link set name type
+// bridge_slave hairpin on" does: by name, so no look-up is needed.
+func setHairpin(name string) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_SLAVE_KIND, nl.NonZeroTerminated("bridge"))
+	info.AddRtAttr(nl.IFLA_INFO_SLAVE_DATA, nil).AddRtAttr(nl.IFLA_BRPORT_MODE, []byte{1})
+	req.AddData(info)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
 }
 
 // deleteVeth removes the host end called name, and with it the container

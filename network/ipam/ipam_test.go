@@ -264,7 +264,7 @@ func TestDiskStoreFiles(t *testing.T) {
 		t.Fatalf("reservation file: %q, %v", b, err)
 	}
 	last, err := os.ReadFile(filepath.Join(dir, lastReservedFileName))
-	if err != nil || string(last) != "192.168.7.3" {
+	if err != nil || strings.TrimSpace(string(last)) != "192.168.7.3" {
 		t.Fatalf("last reserved: %q, %v", last, err)
 	}
 	// A fresh store on the same directory sees the same state.
@@ -284,6 +284,50 @@ func TestDiskStoreFiles(t *testing.T) {
 	}
 	all, err := a.Allocations()
 	if err != nil || len(all) != 1 || all[netip.MustParseAddr("192.168.7.2")] != "other" {
+		t.Fatalf("allocations = %v, %v", all, err)
+	}
+}
+
+// A reservation file left empty (its writer killed before it wrote the
+// owner, or its content lost with the machine) holds nothing: it is not
+// listed, and the address is handed out again, taking the file over. An
+// entry that is not a regular file is never taken over.
+func TestDiskStoreEmptyFileIsFree(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ipam")
+	s, err := NewDiskStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := NewAllocator(mustRange(t, "192.168.7.0/24", "192.168.7.1"), s)
+	if err := os.WriteFile(filepath.Join(dir, "192.168.7.2"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "192.168.7.3"), []byte(" \n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "192.168.7.4"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if all, err := a.Allocations(); err != nil || len(all) != 0 {
+		t.Fatalf("allocations = %v, %v; want none", all, err)
+	}
+	for _, c := range []struct{ id, want string }{{"ctr1", "192.168.7.2"}, {"ctr2", "192.168.7.3"}, {"ctr3", "192.168.7.5"}} {
+		ip, err := a.Allocate(c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ip.String() != c.want {
+			t.Fatalf("%s got %s, want %s", c.id, ip, c.want)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, c.want)); err != nil || string(b) != c.id {
+			t.Fatalf("reservation file of %s: %q, %v", c.want, b, err)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "192.168.7.4")); err != nil || !fi.IsDir() {
+		t.Fatalf("directory in the way changed: %v, %v", fi, err)
+	}
+	all, err := a.Allocations()
+	if err != nil || len(all) != 3 || all[netip.MustParseAddr("192.168.7.2")] != "ctr1" {
 		t.Fatalf("allocations = %v, %v", all, err)
 	}
 }

@@ -3,7 +3,6 @@ package ipam
 import (
 	"errors"
 	"fmt"
-	"github.com/FishingRodd/fockker/internal/atomicfile"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,6 +19,15 @@ import (
 //
 // A DiskStore may be shared by goroutines, and any number of DiskStores, in
 // any number of processes, may use the same directory.
+//
+// Nothing is fsynced. Processes see each other's reservations through the
+// page cache at once, and only a crash of the whole machine can lose a write
+// that was not synced; such a crash also ends every container that held an
+// address, so no address held by a live container can be lost. What such a
+// crash may leave is a reservation file without its owner (created, its
+// content lost), and so may a process killed between creating the file and
+// writing it: every operation runs under the lock, so an empty file is never
+// a reservation in progress, and it counts as free (Reserve takes it over).
 type DiskStore struct {
 	dir string
 
@@ -81,28 +89,43 @@ func (s *DiskStore) ipPath(ip netip.Addr) string {
 	return filepath.Join(s.dir, ip.String())
 }
 
-// Reserve creates the address's file with O_EXCL and writes id into it.
+// Reserve creates the address's file with O_EXCL and writes id into it. A
+// file left empty (see DiskStore) is taken over.
 func (s *DiskStore) Reserve(id string, ip netip.Addr) (bool, error) {
 	path := s.ipPath(ip)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o644)
 	if errors.Is(err, os.ErrExist) {
-		return false, nil
+		return s.takeOver(path, id)
 	}
 	if err != nil {
 		return false, err
 	}
 	_, err = f.WriteString(id)
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = atomicfile.SyncDir(s.dir)
-	}
 	if err != nil {
 		return false, errors.Join(err, os.Remove(path))
+	}
+	return true, nil
+}
+
+// takeOver writes id into the existing reservation file at path if it is
+// empty, which makes it free (see DiskStore), and reports whether it did.
+func (s *DiskStore) takeOver(path, id string) (bool, error) {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	if strings.TrimSpace(string(b)) != "" {
+		return false, nil
+	}
+	if err := os.WriteFile(path, []byte(id), 0o644); err != nil {
+		return false, err
 	}
 	return true, nil
 }
@@ -131,10 +154,16 @@ func (s *DiskStore) Allocations() (map[netip.Addr]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		out[ip] = strings.TrimSpace(string(b))
+		if owner := strings.TrimSpace(string(b)); owner != "" {
+			out[ip] = owner
+		} // else free: see DiskStore
 	}
 	return out, nil
 }
+
+// lastReservedWidth is the longest address last_reserved_ip holds,
+// 255.255.255.255.
+const lastReservedWidth = len("255.255.255.255")
 
 // LastReserved reads last_reserved_ip; a missing file gives the zero Addr.
 func (s *DiskStore) LastReserved() (netip.Addr, error) {
@@ -153,9 +182,22 @@ func (s *DiskStore) LastReserved() (netip.Addr, error) {
 	return ip, nil
 }
 
-// SetLastReserved replaces last_reserved_ip atomically. It is a hint, not
-// state: it is renamed into place but not synced, since a hint lost or torn
-// by a crash only costs round-robin order (LastReserved starts over).
-func (s *DiskStore) SetLastReserved(ip netip.Addr) error {
-	return atomicfile.Write(filepath.Join(s.dir, lastReservedFileName), []byte(ip.String()), 0o644, atomicfile.Replace)
+// SetLastReserved writes last_reserved_ip in place, padded to a fixed width
+// so that the file is never truncated: truncating a file to nothing and
+// writing it again makes ext4 (auto_da_alloc) start writing it out on
+// close, which under disk load costs milliseconds. It is a hint, not state,
+// read and written only under the lock: a hint lost or torn by a crash only
+// costs round-robin order (LastReserved starts over).
+func (s *DiskStore) SetLastReserved(ip netip.Addr) (err error) {
+	f, err := os.OpenFile(filepath.Join(s.dir, lastReservedFileName), os.O_WRONLY|os.O_CREATE|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	_, err = f.WriteAt([]byte(fmt.Sprintf("%-*s\n", lastReservedWidth, ip)), 0)
+	return err
 }
