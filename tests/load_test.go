@@ -28,7 +28,7 @@ func (f *fk) assertZeroResidue(names []string) {
 			f.t.Errorf("mounts left under %s:\n%s", root, grepLines(string(mi), root))
 		}
 	}
-	for _, l := range strings.Split(strings.TrimSpace(f.mustNetns("ip", "-o", "link")), "\n") {
+	for _, l := range f.linkLines() {
 		if strings.Contains(l, "veth") || strings.Contains(l, "eth0") {
 			f.t.Errorf("link left: %s", l)
 		}

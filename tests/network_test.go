@@ -160,7 +160,7 @@ var countersRE = regexp.MustCompile(`\[\d+:\d+\]`)
 func (f *fk) snapshot() netSnap {
 	f.t.Helper()
 	var links []string
-	for _, l := range strings.Split(strings.TrimSpace(f.mustNetns("ip", "-o", "link")), "\n") {
+	for _, l := range f.linkLines() {
 		name := strings.Fields(l)[1]
 		name, _, _ = strings.Cut(strings.TrimSuffix(name, ":"), "@")
 		if _, m, ok := strings.Cut(l, " master "); ok {
@@ -227,11 +227,57 @@ func (f *fk) assertUnchanged(before netSnap, what string) {
 func (f *fk) links() map[string]bool {
 	f.t.Helper()
 	m := map[string]bool{}
-	for _, l := range strings.Split(strings.TrimSpace(f.mustNetns("ip", "-o", "link")), "\n") {
+	for _, l := range f.linkLines() {
 		name, _, _ := strings.Cut(strings.TrimSuffix(strings.Fields(l)[1], ":"), "@")
 		m[name] = true
 	}
 	return m
+}
+
+// linkLines is `ip -o link` of the test's namespace once the kernel has finished with the
+// veths of removed containers. rm leaves a veth whose container's network namespace is
+// dying to the kernel, which deletes it a few milliseconds later: a veth named after no
+// recorded container gets up to 5 s to go before it counts (and fails the test as residue).
+func (f *fk) linkLines() []string {
+	f.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		lines := strings.Split(strings.TrimSpace(f.mustNetns("ip", "-o", "link")), "\n")
+		ids := f.recordIDs()
+		going := false
+		for _, l := range lines {
+			name, _, _ := strings.Cut(strings.TrimSuffix(strings.Fields(l)[1], ":"), "@")
+			if !strings.HasPrefix(name, "veth") {
+				continue
+			}
+			owned := false
+			for _, id := range ids {
+				if hostVeth(id) == name {
+					owned = true
+				}
+			}
+			going = going || !owned
+		}
+		if !going || time.Now().After(deadline) {
+			return lines
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// recordIDs are the IDs of every record of this installation, read from the state root.
+func (f *fk) recordIDs() []string {
+	var ids []string
+	files, _ := filepath.Glob(filepath.Join(f.state, "*", "config.json"))
+	for _, file := range files {
+		var rec struct {
+			ID string `json:"id"`
+		}
+		if b, err := os.ReadFile(file); err == nil && json.Unmarshal(b, &rec) == nil && rec.ID != "" {
+			ids = append(ids, rec.ID)
+		}
+	}
+	return ids
 }
 
 // hostVeth is the host end of a container's veth pair as the issue names it: from its ID.

@@ -363,14 +363,17 @@ func setHairpin(name string) error {
 // end. A missing interface is success; an interface of that name that is
 // not a veth is left alone and reported.
 //
-// When the container's processes are gone (exited), or its network
-// namespace is already dying, the kernel deletes the pair itself once the
-// namespace's last reference goes (the container's sysfs mount holds one
-// for a few milliseconds after its last process), and a delete of our own
-// would wait for RCU grace periods of its own (about 20 ms). So then
-// deleteVeth waits for the kernel's RTM_DELLINK instead, and deletes the
-// pair itself only if that does not come within vethGoneTimeout (something
-// else holds the namespace). Either way the pair is gone when it returns.
+// When the container's network namespace is dying (its last reference is
+// gone: its processes exited and its sysfs mount went), the kernel deletes
+// the pair itself as it dismantles the namespace, which it cannot stop doing;
+// deleteVeth leaves it to the kernel and returns at once, instead of waiting
+// for that teardown (RCU grace periods, 5-20 ms here) on the path of `rm`. A
+// container whose processes exited holds the namespace a little longer (the
+// mount holding it goes with its mount namespace): deleteVeth waits until the
+// namespace is dying, or the pair gone. Only if neither happens within
+// vethGoneTimeout (something else holds the namespace), or the container
+// still runs, does it delete the pair itself. Either way the pair is gone,
+// or certain to go, when it returns.
 func deleteVeth(nl *netlink.Handle, name string, exited bool) error {
 	l, err := nl.LinkByName(name)
 	if isNotFound(err) {
@@ -382,8 +385,11 @@ func deleteVeth(nl *netlink.Handle, name string, exited bool) error {
 	if l.Type() != "veth" {
 		return fmt.Errorf("%w: %s is a %s, not a veth: not removing it", ErrLinkExists, name, l.Type())
 	}
-	if exited || peerNamespaceDying(l) {
-		gone, err := waitLinkGone(nl, l.Attrs().Index, vethGoneTimeout)
+	if peerNamespaceDying(l) {
+		return nil
+	}
+	if exited {
+		gone, err := waitNamespaceDying(nl, l, vethGoneTimeout)
 		if err != nil {
 			return fmt.Errorf("wait for %s to go: %w", name, err)
 		}
@@ -395,6 +401,26 @@ func deleteVeth(nl *netlink.Handle, name string, exited bool) error {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	return nil
+}
+
+// waitNamespaceDying polls, with a growing pause (0.1 to 5 ms), until the
+// namespace of veth l's peer is dying or l is gone, for at most timeout, and
+// reports whether either happened. The kernel sends no event for a namespace
+// starting to die, hence the polling.
+func waitNamespaceDying(nl *netlink.Handle, l netlink.Link, timeout time.Duration) (bool, error) {
+	deadline := time.Now().Add(timeout)
+	for pause := 100 * time.Microsecond; time.Now().Before(deadline); pause = min(2*pause, 5*time.Millisecond) {
+		time.Sleep(pause)
+		if _, err := nl.LinkByIndex(l.Attrs().Index); isNotFound(err) {
+			return true, nil
+		} else if err != nil {
+			return false, fmt.Errorf("look up interface %d: %w", l.Attrs().Index, err)
+		}
+		if peerNamespaceDying(l) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // vethGoneTimeout bounds the wait for the kernel to delete a veth pair
@@ -425,55 +451,6 @@ func peerNamespaceDying(l netlink.Link) bool {
 	req.AddData(nl.NewRtAttr(unix.NETNSA_NSID, nl.Uint32Attr(uint32(nsid))))
 	_, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWNSID)
 	return errors.Is(err, unix.ENOENT)
-}
-
-// waitLinkGone waits until the interface with index index is deleted, for
-// at most timeout, and reports whether it was. It listens to link events
-// before it looks, so a deletion cannot slip between the two.
-func waitLinkGone(h *netlink.Handle, index int, timeout time.Duration) (bool, error) {
-	sock, err := nl.Subscribe(unix.NETLINK_ROUTE, unix.RTNLGRP_LINK)
-	if err != nil {
-		return false, fmt.Errorf("subscribe to link events: %w", err)
-	}
-	defer sock.Close()
-	if _, err := h.LinkByIndex(index); isNotFound(err) {
-		return true, nil
-	} else if err != nil {
-		return false, fmt.Errorf("look up interface %d: %w", index, err)
-	}
-	deadline := time.Now().Add(timeout)
-	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return false, nil
-		}
-		tv := unix.NsecToTimeval(left.Nanoseconds())
-		if err := sock.SetReceiveTimeout(&tv); err != nil {
-			return false, err
-		}
-		msgs, _, err := sock.Receive()
-		if errors.Is(err, unix.EAGAIN) {
-			return false, nil
-		}
-		if errors.Is(err, unix.ENOBUFS) {
-			// Events were lost: look instead.
-			if _, err := h.LinkByIndex(index); isNotFound(err) {
-				return true, nil
-			}
-			continue
-		}
-		if err != nil {
-			return false, fmt.Errorf("receive link events: %w", err)
-		}
-		for _, m := range msgs {
-			if m.Header.Type != unix.RTM_DELLINK || len(m.Data) < unix.SizeofIfInfomsg {
-				continue
-			}
-			if int(nl.DeserializeIfInfomsg(m.Data).Index) == index {
-				return true, nil
-			}
-		}
-	}
 }
 
 // writeSysctl sets a sysctl of the calling thread's network namespace,

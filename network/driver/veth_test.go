@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 const isolatedEnv = "FOCKKER_DRIVER_TEST_NETNS"
@@ -137,20 +139,30 @@ func TestDeleteVethLivePeer(t *testing.T) {
 	mustBeGone(t, nl, "vethlive")
 }
 
-// A container that exited: the pair goes with its namespace, and
-// deleteVeth returns once it has gone, told or not.
+// A container that exited: the pair goes with its namespace. deleteVeth
+// returns once the namespace is dying (the kernel then deletes the pair,
+// which it must do within moments) or the pair is gone, told or not.
 func TestDeleteVethExited(t *testing.T) {
 	requireRoot(t)
 	nl := hostHandle(t)
 	for _, exited := range []bool{true, false} {
 		c := container(t)
 		pair(t, c, "vethgone")
+		l, err := nl.LinkByName("vethgone")
+		if err != nil {
+			t.Fatal(err)
+		}
 		c.Process.Kill()
 		c.Wait()
 		if err := deleteVeth(nl, "vethgone", exited); err != nil {
 			t.Fatal(err)
 		}
-		mustBeGone(t, nl, "vethgone")
+		if _, err := nl.LinkByIndex(l.Attrs().Index); !isNotFound(err) && !peerNamespaceDying(l) {
+			t.Fatalf("exited=%v: deleteVeth returned with the pair there and its namespace alive", exited)
+		}
+		if gone, err := waitLinkGone(nl, l.Attrs().Index, 5*time.Second); err != nil || !gone {
+			t.Fatalf("exited=%v: the kernel did not delete the pair: %v", exited, err)
+		}
 	}
 	// Nothing to delete is success.
 	if err := deleteVeth(nl, "vethgone", false); err != nil {
@@ -180,5 +192,54 @@ func TestDeleteVethNotAVeth(t *testing.T) {
 	}
 	if _, err := nl.LinkByName("vethdummy"); err != nil {
 		t.Fatalf("bridge removed: %v", err)
+	}
+}
+
+// waitLinkGone waits until the interface with index index is deleted, for
+// at most timeout, and reports whether it was. It listens to link events
+// before it looks, so a deletion cannot slip between the two.
+func waitLinkGone(h *netlink.Handle, index int, timeout time.Duration) (bool, error) {
+	sock, err := nl.Subscribe(unix.NETLINK_ROUTE, unix.RTNLGRP_LINK)
+	if err != nil {
+		return false, fmt.Errorf("subscribe to link events: %w", err)
+	}
+	defer sock.Close()
+	if _, err := h.LinkByIndex(index); isNotFound(err) {
+		return true, nil
+	} else if err != nil {
+		return false, fmt.Errorf("look up interface %d: %w", index, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false, nil
+		}
+		tv := unix.NsecToTimeval(left.Nanoseconds())
+		if err := sock.SetReceiveTimeout(&tv); err != nil {
+			return false, err
+		}
+		msgs, _, err := sock.Receive()
+		if errors.Is(err, unix.EAGAIN) {
+			return false, nil
+		}
+		if errors.Is(err, unix.ENOBUFS) {
+			// Events were lost: look instead.
+			if _, err := h.LinkByIndex(index); isNotFound(err) {
+				return true, nil
+			}
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("receive link events: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Header.Type != unix.RTM_DELLINK || len(m.Data) < unix.SizeofIfInfomsg {
+				continue
+			}
+			if int(nl.DeserializeIfInfomsg(m.Data).Index) == index {
+				return true, nil
+			}
+		}
 	}
 }
