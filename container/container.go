@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -165,11 +166,21 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	if err != nil {
 		return c, err
 	}
-	if err := cg.Create(); err != nil {
+	// The cgroup is claimed now (on cgroup v2 made whole, with its limits, for the init to be
+	// cloned into), and completed in the other v1 hierarchies while the init builds its root;
+	// the init joins those once they are complete, before its command runs.
+	if err := cg.Claim(); err != nil {
 		return c, err
 	}
 	c.cg = cg
 	pauseAt(pauseRunCgroup)
+	cgDone := make(chan error, 1)
+	go func() { cgDone <- cg.Complete() }()
+	defer func() {
+		if cgDone != nil {
+			<-cgDone // never leave it running under a rollback
+		}
+	}()
 
 	if stdio.Log {
 		f, err := os.OpenFile(roots.LogPath(rec.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND|unix.O_CLOEXEC, 0o600)
@@ -191,8 +202,30 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		return c, err
 	}
 	pauseAt(pauseRunInit)
-	if err := c.init.Ready(); err != nil {
-		return c, initError(err)
+	// The network needs the init's namespace, not its root: it is attached while the init
+	// builds the root.
+	var netDone chan error
+	if spec.bridged() {
+		netDone = make(chan error, 1)
+		go func() { netDone <- c.attachNetwork() }()
+	}
+	readyErr := c.init.Ready()
+	cgErr := <-cgDone
+	cgDone = nil
+	var netErr error
+	if netDone != nil {
+		netErr = <-netDone
+	}
+	switch {
+	case readyErr != nil:
+		return c, initError(readyErr) // the init's own exit code and reason
+	case cgErr != nil:
+		return c, cgErr
+	case netErr != nil:
+		return c, netErr
+	}
+	if spec.bridged() {
+		pauseAt(pauseRunNetwork)
 	}
 	// The user is looked up in the container's own /etc/passwd and /etc/group, now that its
 	// root (volumes included) is built, as runc does.
@@ -201,26 +234,14 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		return c, fmt.Errorf("user %q: %w", proc.User, err)
 	}
 	rec.User = &id
-	if spec.bridged() {
-		if len(spec.Ports) > 0 {
-			// A dead container that nobody recorded as stopped must not hold the ports.
-			if err := releaseStalePorts(roots); err != nil {
-				return c, err
-			}
-		}
-		if err := c.connect(); err != nil {
-			return c, err
-		}
-		pauseAt(pauseRunNetwork)
-	}
 	// User, address and endpoint reach the record with the start (Start saves it): a creator
 	// that dies before leaves a record whose endpoint rm finds by the container's ID.
 	return c, nil
 }
 
 // startInit starts the container's init in new namespaces (the init constructor of package
-// nsenter: no Go runtime starts in it). The init joins the container's cgroup, builds the
-// root and then waits for its command.
+// nsenter: no Go runtime starts in it), on cgroup v2 right in its cgroup. The init builds
+// the root, then waits for its command; it joins the v1 cgroups before it runs it.
 func (c *Container) startInit(stdio IO, lower string) error {
 	rec := c.Record
 	overlay := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, c.roots.UpperDir(rec.Name), c.roots.WorkDir(rec.Name))
@@ -239,11 +260,9 @@ func (c *Container) startInit(stdio IO, lower string) error {
 		Loopback:     rec.Spec.ownNet(),
 		Restrict:     !c.proc.Privileged,
 		ReadOnlyRoot: c.proc.ReadOnlyRootfs,
+		Cgroups:      c.cgroupV1Dirs(),
 	}
-	// The init is cloned straight into the cgroup v2 directory (CLONE_INTO_CGROUP) and joins
-	// the v1 ones itself: either way the kernel never moves a running process between v2
-	// cgroups, which costs a full RCU grace period (~10 ms) per container.
-	v2, err := c.splitCgroupDirs(cfg)
+	v2, err := c.cgroupFD()
 	if err != nil {
 		return err
 	}
@@ -302,20 +321,33 @@ func (c *Container) startInit(stdio IO, lower string) error {
 	return nil
 }
 
-// splitCgroupDirs puts the container's cgroup v1 directories in cfg, for the init to join,
-// and opens its cgroup v2 directory (nil if the host has none), to clone the init into.
-func (c *Container) splitCgroupDirs(cfg *nsenter.InitConfig) (*os.File, error) {
-	paths := c.cg.Paths()
-	for key, dir := range paths {
-		if key != "" { // "" is the unified (v2) hierarchy
-			cfg.CgroupDirs = append(cfg.CgroupDirs, dir)
-		}
-	}
-	slices.Sort(cfg.CgroupDirs)
-	if _, ok := paths[""]; !ok {
+// cgroupFD opens the container's cgroup v2 directory (nil if the host has none), to clone
+// the init into: the kernel then never moves a running process between v2 cgroups, which
+// costs a full RCU grace period (~10 ms) per container.
+func (c *Container) cgroupFD() (*os.File, error) {
+	if _, ok := c.cg.Paths()[""]; !ok {
 		return nil, nil
 	}
 	return c.cg.OpenFD()
+}
+
+// cgroupV1Dirs are the container's cgroups in v1 hierarchies, which its init joins itself
+// (through their "tasks" files, see nsenter/init.c) once they are complete.
+func (c *Container) cgroupV1Dirs() []nsenter.CgroupDir {
+	parent := c.Record.Spec.CgroupParent
+	if parent == "" {
+		parent = cgroup.DefaultParent
+	}
+	inner := "/" + parent + "/" + c.Record.Name
+	var dirs []nsenter.CgroupDir
+	for key, dir := range c.cg.Paths() {
+		if key == "" { // the unified (v2) hierarchy: the init is cloned into it
+			continue
+		}
+		dirs = append(dirs, nsenter.CgroupDir{Hierarchy: strings.TrimSuffix(dir, inner), Path: strings.TrimPrefix(inner, "/")})
+	}
+	slices.SortFunc(dirs, func(a, b nsenter.CgroupDir) int { return strings.Compare(a.Hierarchy, b.Hierarchy) })
+	return slices.CompactFunc(dirs, func(a, b nsenter.CgroupDir) bool { return a == b })
 }
 
 // initError turns what the init reported into the exit code and message fockker ends with.
@@ -328,6 +360,17 @@ func initError(err error) error {
 		return errors.New("container init: exited before it was ready")
 	}
 	return fmt.Errorf("container init: %w", err)
+}
+
+// attachNetwork frees the ports of dead containers nobody recorded as stopped (when this one
+// publishes ports), then connects the container to its network.
+func (c *Container) attachNetwork() error {
+	if len(c.Record.Spec.Ports) > 0 {
+		if err := releaseStalePorts(c.roots); err != nil {
+			return err
+		}
+	}
+	return c.connect()
 }
 
 // connect attaches the parked init's network namespace to the container's network (the

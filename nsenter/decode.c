@@ -382,11 +382,31 @@ int nsenter_decode_init(const unsigned char *buf, size_t len, struct nsenter_ini
 		return -1;
 	if (cfg->cwd[0] != '\0' && !is_clean_abs(cfg->cwd))
 		return fail(&r, "cwd %s is not a clean absolute path", cfg->cwd);
-	if (get_list(&r, NSENTER_MAX_CGROUPS, NSENTER_MAX_PATH, &cfg->cgroups, &cfg->ncgroups, "cgroup dirs") < 0)
+	if (get_u32(&r, &n, "cgroups") < 0)
 		return -1;
-	for (i = 0; i < cfg->ncgroups; i++)
-		if (!is_clean_abs(cfg->cgroups[i]))
-			return fail(&r, "cgroup dir %s is not a clean absolute path", cfg->cgroups[i]);
+	if (n > NSENTER_MAX_CGROUPS)
+		return fail(&r, "cgroups: %u entries exceed the limit of %d", n, NSENTER_MAX_CGROUPS);
+	cfg->cgroups = calloc((size_t)n + 1, sizeof(struct nsenter_cgroup));
+	if (cfg->cgroups == NULL)
+		return fail(&r, "cgroups: out of memory");
+	for (i = 0; i < n; i++) {
+		struct nsenter_cgroup *cg = &cfg->cgroups[i];
+		char *abs;
+
+		if (get_string(&r, NSENTER_MAX_PATH, &cg->hierarchy, "cgroup hierarchy") < 0 ||
+		    get_string(&r, NSENTER_MAX_PATH, &cg->path, "cgroup path") < 0)
+			return -1;
+		if (!is_clean_abs(cg->hierarchy))
+			return fail(&r, "cgroup hierarchy %s is not a clean absolute path", cg->hierarchy);
+		if (asprintf(&abs, "/%s", cg->path) < 0)
+			return fail(&r, "cgroups: out of memory");
+		if (cg->path[0] == '\0' || !is_clean_abs(abs)) {
+			free(abs);
+			return fail(&r, "cgroup path %s is not a clean relative path", cg->path);
+		}
+		free(abs);
+	}
+	cfg->ncgroups = n;
 	if (get_clean_list(&r, &cfg->masked, &cfg->nmasked, "masked paths") < 0 ||
 	    get_clean_list(&r, &cfg->readonly, &cfg->nreadonly, "read-only paths") < 0)
 		return -1;

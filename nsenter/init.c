@@ -6,8 +6,7 @@
  * NSENTER_INIT_ENV set and the root message already in the pipe on fd 3 (the
  * protocol is in nsenter.h). The constructor then, without ever starting Go:
  *
- *   1. joins its cgroup in every hierarchy (writing 0, "this process", to
- *      each cgroup.procs), then makes every mount private, mounts the overlay on the root directory
+ *   1. makes every mount private, mounts the overlay on the root directory
  *      and, inside it, /proc, /sys (read-only unless privileged), a tmpfs
  *      /dev with runc's device nodes, a private devpts and /dev/shm, and the
  *      volumes. Paths inside the root are resolved with openat2's
@@ -18,8 +17,10 @@
  *   3. masks and write-protects docker's paths, makes the working directory,
  *      remounts the root read-only if asked, sets the hostname, brings lo up;
  *   4. reports ready (one byte 0 on fd 4) and waits for the command message;
- *   5. becomes the command (nsenter_become): working directory, only fds 0-2,
- *      user, capabilities, no_new_privs, seccomp, execve.
+ *   5. joins its cgroups (the creator completes them meanwhile; the
+ *      hierarchies were opened before pivot_root), and becomes the command
+ *      (nsenter_become): working directory, only fds 0-2, user, capabilities,
+ *      no_new_privs, seccomp, execve.
  *
  * Everything it mounts lives in its own mount namespace and dies with it: the
  * host never sees the overlay. Any failure is reported on fd 4 with docker's
@@ -455,12 +456,30 @@ static void loopback_up(void)
 	close(fd);
 }
 
-/* join_cgroups moves this process into each cgroup dir before it mounts
- * anything (mounts are charged to the container). On cgroup v1 it writes to
+/* open_cgroups opens each cgroup hierarchy while the host's mounts are still
+ * in view (the cgroup directories in them may not exist yet); fds[i] stays
+ * usable after pivot_root detached the mounts. */
+static void open_cgroups(const struct nsenter_init_config *cfg, int *fds)
+{
+	struct statfs sfs;
+	size_t i;
+
+	for (i = 0; i < cfg->ncgroups; i++) {
+		fds[i] = open(cfg->cgroups[i].hierarchy, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (fds[i] < 0)
+			die_errno("cgroup hierarchy %s", cfg->cgroups[i].hierarchy);
+		if (fstatfs(fds[i], &sfs) < 0)
+			die_errno("statfs %s", cfg->cgroups[i].hierarchy);
+		if (sfs.f_type != CGROUP_SUPER_MAGIC && sfs.f_type != CGROUP2_SUPER_MAGIC)
+			die("%s is not a cgroup filesystem", cfg->cgroups[i].hierarchy);
+	}
+}
+
+/* join_cgroups moves this process into each cgroup. On cgroup v1 it writes to
  * "tasks": moving the calling thread, which is the whole process here (no Go
  * runtime, one thread), spares the kernel the global write lock that moving
  * a process through cgroup.procs takes, a full RCU grace period (~10 ms). */
-static void join_cgroups(const struct nsenter_init_config *cfg)
+static void join_cgroups(const struct nsenter_init_config *cfg, const int *fds)
 {
 	char file[NSENTER_MAX_PATH + 32];
 	struct statfs sfs;
@@ -468,17 +487,17 @@ static void join_cgroups(const struct nsenter_init_config *cfg)
 	int fd;
 
 	for (i = 0; i < cfg->ncgroups; i++) {
-		if (statfs(cfg->cgroups[i], &sfs) < 0)
-			die_errno("cgroup %s", cfg->cgroups[i]);
-		if (sfs.f_type != CGROUP_SUPER_MAGIC && sfs.f_type != CGROUP2_SUPER_MAGIC)
-			die("%s is not on a cgroup filesystem", cfg->cgroups[i]);
-		snprintf(file, sizeof(file), "%s/%s", cfg->cgroups[i],
+		const struct nsenter_cgroup *cg = &cfg->cgroups[i];
+
+		if (fstatfs(fds[i], &sfs) < 0)
+			die_errno("statfs %s", cg->hierarchy);
+		snprintf(file, sizeof(file), "%s/%s", cg->path,
 			 sfs.f_type == CGROUP_SUPER_MAGIC ? "tasks" : "cgroup.procs");
-		fd = open(file, O_WRONLY | O_CLOEXEC);
+		fd = openat(fds[i], file, O_WRONLY | O_CLOEXEC);
 		if (fd < 0)
-			die_errno("open %s", file);
+			die_errno("open %s/%s", cg->hierarchy, file);
 		if (write(fd, "0", 1) != 1)
-			die_errno("join cgroup %s", cfg->cgroups[i]);
+			die_errno("join cgroup %s/%s", cg->hierarchy, cg->path);
 		close(fd);
 	}
 }
@@ -489,7 +508,6 @@ static void build_root(struct nsenter_init_config *cfg)
 	size_t i;
 	int rootfd;
 
-	join_cgroups(cfg);
 	/* Nothing mounted here may propagate back to the host. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		die_errno("make / private");
@@ -535,6 +553,7 @@ __attribute__((noreturn)) static void run_init(const char *fdstr)
 	unsigned char *buf, ready = 0;
 	char err[256];
 	size_t len;
+	int *cgfds;
 	int fd = nsenter_parse_fd(fdstr);
 
 	/* Errors go to the creator from here on; nothing of ours reaches the command. */
@@ -552,6 +571,10 @@ __attribute__((noreturn)) static void run_init(const char *fdstr)
 	if (nsenter_decode_init(buf, len, &root, err, sizeof(err)) < 0)
 		die("invalid root config: %s", err);
 	free(buf);
+	cgfds = calloc(root.ncgroups + 1, sizeof(int));
+	if (cgfds == NULL)
+		die("out of memory");
+	open_cgroups(&root, cgfds);
 	build_root(&root);
 
 	if (write(NSENTER_INIT_STATUS_FD, &ready, 1) != 1)
@@ -564,6 +587,7 @@ __attribute__((noreturn)) static void run_init(const char *fdstr)
 		die("invalid command config: %s", err);
 	free(buf);
 	close(fd);
+	join_cgroups(&root, cgfds);
 	nsenter_become(&cmd);
 }
 

@@ -46,9 +46,10 @@ type InitConfig struct {
 	Hostname string
 	// Cwd is made inside the root if missing ("" for none).
 	Cwd string
-	// CgroupDirs are cgroup directories whose cgroup.procs the init joins
-	// before anything else.
-	CgroupDirs []string
+	// Cgroups are joined by the init once it has its command (Init.Exec):
+	// their hierarchies are opened before anything else, the cgroups in them
+	// need to exist only by then.
+	Cgroups []CgroupDir
 	// Tty: stdin is a terminal, also bound on /dev/console.
 	Tty bool
 	// Loopback brings lo up (the container has a network namespace of its own).
@@ -61,6 +62,13 @@ type InitConfig struct {
 	ReadOnlyRoot bool
 	// Volumes are bound into the root in this order.
 	Volumes []Bind
+}
+
+// CgroupDir is a cgroup: Path (clean, relative) in the hierarchy mounted at
+// Hierarchy. A v1 one is joined through its "tasks" file (the init has one
+// thread), a v2 one through cgroup.procs.
+type CgroupDir struct {
+	Hierarchy, Path string
 }
 
 // Bind is a host file or directory bound into a container.
@@ -92,11 +100,17 @@ func (c *InitConfig) Validate() error {
 			return err
 		}
 	}
-	if len(c.CgroupDirs) > maxCgroupDirs {
-		return invalid("%d cgroup dirs exceed the limit of %d", len(c.CgroupDirs), maxCgroupDirs)
+	if len(c.Cgroups) > maxCgroupDirs {
+		return invalid("%d cgroups exceed the limit of %d", len(c.Cgroups), maxCgroupDirs)
 	}
-	for _, d := range c.CgroupDirs {
-		if err := checkCleanPath("cgroup dir", d, false); err != nil {
+	for _, cg := range c.Cgroups {
+		if err := checkCleanPath("cgroup hierarchy", cg.Hierarchy, true); err != nil {
+			return err
+		}
+		if cg.Path == "" || filepath.IsAbs(cg.Path) || filepath.Clean(cg.Path) != cg.Path || strings.HasPrefix(cg.Path, "..") {
+			return invalid("cgroup path %q is not a clean relative path", cg.Path)
+		}
+		if err := checkString("cgroup path", cg.Path, maxPathLen); err != nil {
 			return err
 		}
 	}
@@ -160,7 +174,11 @@ func (c *InitConfig) MarshalBinary() ([]byte, error) {
 	b = appendString(b, c.Root)
 	b = appendString(b, c.Hostname)
 	b = appendString(b, c.Cwd)
-	b = appendList(b, c.CgroupDirs)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(c.Cgroups)))
+	for _, cg := range c.Cgroups {
+		b = appendString(b, cg.Hierarchy)
+		b = appendString(b, cg.Path)
+	}
 	b = appendList(b, c.MaskedPaths)
 	b = appendList(b, c.ReadonlyPaths)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(c.Volumes)))
@@ -284,10 +302,11 @@ func (in *Init) failure(code byte) error {
 	return &InitError{Code: int(code), Msg: strings.TrimSuffix(msg, "\n")}
 }
 
-// Exec sends the init its command (c's Pid, StartTime and Namespaces describe
-// the init itself; Tty and Detach must be false: the init's session and
-// terminal are set when it is started) and returns once the command runs
-// (nil) or could not be run (*InitError).
+// Exec sends the init its command (c's Pid, StartTime, Namespaces and
+// CgroupDirs describe the init itself and are not used; Tty and Detach must
+// be false: the init's session and terminal are set when it is started); the
+// init joins its cgroups (InitConfig.Cgroups), then runs it. Exec returns once
+// the command runs (nil) or could not be run (*InitError).
 func (in *Init) Exec(c *Config) error {
 	if c.Tty || c.Detach {
 		return invalid("an init's command takes its terminal and session from the init")

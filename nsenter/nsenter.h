@@ -158,9 +158,10 @@ void nsenter_constructor(void);
  * length followed by that many bytes:
  *
  *   1. the root: written before the process starts, in the format below;
- *   2. the command: an nsenter config as above (its pid, start time and
- *      namespaces describe the init itself and are not used), sent once the
- *      creator has put the init in its cgroup and network. EOF instead means
+ *   2. the command: an nsenter config as above (its pid, start time,
+ *      namespaces and cgroup dirs describe the init itself and are not used),
+ *      sent once the creator has the container's cgroup and network complete;
+ *      the init then joins the cgroups of the root message. EOF instead means
  *      the creator gave up: the init exits 125 without a word.
  *
  * Reports on fd 4: one byte 0 once the root is ready; on any failure one
@@ -176,7 +177,10 @@ void nsenter_constructor(void);
  *         root        string, clean absolute path the overlay is mounted on
  *         hostname    string, 1..64 bytes
  *         cwd         string, "" or clean absolute: made if missing
- *         cgroups     list of clean absolute cgroup dirs the init joins first
+ *         cgroups     u32 count <= NSENTER_MAX_CGROUPS, then each: string
+ *                       hierarchy (clean absolute: a cgroup mount, opened
+ *                       before pivot_root), string path (clean relative:
+ *                       the cgroup in it, which may not exist yet)
  *         masked      list of clean absolute paths (NSENTER_INIT_RESTRICT)
  *         readonly    list of clean absolute paths (NSENTER_INIT_RESTRICT)
  *         volumes     u32 count <= NSENTER_INIT_MAX_VOLUMES, then each:
@@ -208,11 +212,17 @@ struct nsenter_volume {
 	unsigned flags;
 };
 
+struct nsenter_cgroup {
+	char *hierarchy, *path;
+};
+
 struct nsenter_init_config {
 	unsigned flags;
 	char *overlay, *root, *hostname, *cwd;
-	char **cgroups, **masked, **readonly;
-	size_t ncgroups, nmasked, nreadonly;
+	struct nsenter_cgroup *cgroups;
+	size_t ncgroups;
+	char **masked, **readonly;
+	size_t nmasked, nreadonly;
 	struct nsenter_volume *volumes;
 	size_t nvolumes;
 };

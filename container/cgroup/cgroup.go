@@ -170,8 +170,21 @@ func (c *Cgroup) OpenFD() (*os.File, error) {
 // Create creates the cgroup in every hierarchy and applies every limit. It
 // fails with ErrExist if the cgroup exists in any hierarchy, and with an
 // error naming the limit and controller if any limit cannot be applied; on
-// failure it removes whatever it created.
-func (c *Cgroup) Create() (retErr error) {
+// failure it removes whatever it created. It is Claim then Complete.
+func (c *Cgroup) Create() error {
+	if err := c.Claim(); err != nil {
+		return err
+	}
+	return c.Complete()
+}
+
+// Claim does the part of Create that makes the cgroup ours: on a cgroup v2
+// host all of it (one directory with its limits); on v1 and hybrid hosts the
+// directory in the first hierarchy (the unified one on a hybrid host, which
+// has no controllers), so that a process can be cloned into it (OpenFD) while
+// Complete makes the rest. It fails with ErrExist if the cgroup exists in any
+// hierarchy; on failure it removes whatever it created.
+func (c *Cgroup) Claim() (retErr error) {
 	ss := c.limits.settings(c.unified)
 	rootControllers, err := c.precheck(ss)
 	if err != nil {
@@ -193,32 +206,58 @@ func (c *Cgroup) Create() (retErr error) {
 			}
 		}
 	}()
-	if err := c.makeDirs(&claimed, rootControllers); err != nil {
+	if err := c.makeDirs(&claimed, rootControllers, c.unified); err != nil {
 		return fmt.Errorf("cgroup %s: create: %w", c, err)
 	}
-
-	if c.unified {
-		// Enabling controllers in the ancestors' cgroup.subtree_control
-		// ignores failures (as runc does): check that the ones we need
-		// really reached our cgroup.
-		dir := c.paths[""]
-		f := filepath.Join(dir, "cgroup.controllers")
-		data, err := readFile(f)
-		if err != nil {
-			return fmt.Errorf("cgroup %s: %w", c, err)
-		}
-		where := f + " (enabled by " + filepath.Join(filepath.Dir(dir), "cgroup.subtree_control") + ")"
-		if err := checkV2Available(data, where, ss); err != nil {
-			return fmt.Errorf("cgroup %s: %w", c, err)
-		}
+	if !c.unified {
+		return nil
 	}
+	// Enabling controllers in the ancestors' cgroup.subtree_control ignores
+	// failures (as runc does): check that the ones we need really reached
+	// our cgroup.
+	dir := c.paths[""]
+	f := filepath.Join(dir, "cgroup.controllers")
+	data, err := readFile(f)
+	if err != nil {
+		return fmt.Errorf("cgroup %s: %w", c, err)
+	}
+	where := f + " (enabled by " + filepath.Join(filepath.Dir(dir), "cgroup.subtree_control") + ")"
+	if err := checkV2Available(data, where, ss); err != nil {
+		return fmt.Errorf("cgroup %s: %w", c, err)
+	}
+	return c.applyAll(ss)
+}
+
+// Complete finishes what Claim started: on v1 and hybrid hosts it creates
+// the cgroup in the other hierarchies and applies every limit (nothing is
+// left to do on v2). On failure it removes the whole cgroup.
+func (c *Cgroup) Complete() (retErr error) {
+	if c.unified {
+		return nil
+	}
+	defer func() {
+		if retErr != nil {
+			if err := c.remove(); err != nil {
+				retErr = errors.Join(retErr, fmt.Errorf("rollback: %w", err))
+			}
+		}
+	}()
+	claimed := true
+	if err := c.makeDirs(&claimed, nil, true); err != nil {
+		return fmt.Errorf("cgroup %s: create: %w", c, err)
+	}
+	return c.applyAll(c.limits.settings(c.unified))
+}
+
+// applyAll writes every limit, then the device rules: on v1 to the devices
+// controller, on v2 as an eBPF program attached to the cgroup (no controller
+// to enable).
+func (c *Cgroup) applyAll(ss []setting) error {
 	for _, s := range ss {
 		if err := c.apply(s.controller, s.writes); err != nil {
 			return fmt.Errorf("cgroup %s: cannot apply %s (%s controller): %w", c, s.limit, s.controller, err)
 		}
 	}
-	// Device rules last: on v1 the devices controller, on v2 an eBPF
-	// program attached to the cgroup (no controller to enable).
 	if err := c.applyDevices(); err != nil {
 		return fmt.Errorf("cgroup %s: cannot apply the device rules: %w", c, err)
 	}
@@ -283,14 +322,14 @@ func (c *Cgroup) claimPath() string {
 	return c.paths["cpuset"]
 }
 
-// makeDirs claims the cgroup and creates it in every hierarchy, retrying
-// when a concurrent Destroy of a sibling removes the shared parent between
-// its mkdir and ours. *claimed is set once the claim directory is ours, so
-// that Create's rollback removes it.
-func (c *Cgroup) makeDirs(claimed *bool, rootControllers []string) error {
+// makeDirs claims the cgroup and, with all, creates it in every hierarchy,
+// retrying when a concurrent Destroy of a sibling removes the shared parent
+// between its mkdir and ours. *claimed is set once the claim directory is
+// ours, so that the caller's rollback removes it.
+func (c *Cgroup) makeDirs(claimed *bool, rootControllers []string, all bool) error {
 	delay := time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := c.makeDirsOnce(claimed, rootControllers)
+		err := c.makeDirsOnce(claimed, rootControllers, all)
 		if err == nil {
 			return nil
 		}
@@ -310,7 +349,7 @@ func (c *Cgroup) makeDirs(claimed *bool, rootControllers []string) error {
 	}
 }
 
-func (c *Cgroup) makeDirsOnce(claimed *bool, rootControllers []string) error {
+func (c *Cgroup) makeDirsOnce(claimed *bool, rootControllers []string, all bool) error {
 	claim := c.claimPath()
 	if !*claimed {
 		if err := mkdir(filepath.Dir(claim), true); err != nil {
@@ -323,6 +362,9 @@ func (c *Cgroup) makeDirsOnce(claimed *bool, rootControllers []string) error {
 			return err
 		}
 		*claimed = true
+	}
+	if !all {
+		return nil
 	}
 	for _, p := range c.dirs() {
 		if p == claim {
