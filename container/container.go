@@ -63,6 +63,27 @@ type Container struct {
 	proc    *security.Process // what the container's processes are restricted to
 	layers  bool              // the overlay directories are ours to remove
 	logf    *os.File
+	net     *netPrep // a bridged container's network, prepared from the reservation on
+}
+
+// netPrep is a network made ready (the default one created or checked) in the background
+// while the rest of the container is built.
+type netPrep struct {
+	mgr  *network.Manager
+	done chan struct{}
+	err  error
+}
+
+// prepareNetwork starts making the container's network ready.
+func (c *Container) prepareNetwork() {
+	p := &netPrep{mgr: network.NewManager(c.roots.State), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		if c.Record.Spec.Network == network.DefaultName {
+			_, p.err = p.mgr.EnsureDefault()
+		}
+	}()
+	c.net = p
 }
 
 // newID returns a random 10-digit ID, the form the seed's ps shows.
@@ -154,6 +175,9 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		}
 	}()
 	pauseAt(pauseRunReserved)
+	if spec.bridged() {
+		c.prepareNetwork()
+	}
 
 	if err := createLayers(roots, rec.Name); err != nil {
 		return c, err
@@ -193,6 +217,18 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	if err := c.startInit(stdio, lower); err != nil {
 		return c, err
 	}
+	// The network needs the init's namespace, not its root: it is attached while the init
+	// builds the root.
+	var netDone chan error
+	if spec.bridged() {
+		netDone = make(chan error, 1)
+		go func() { netDone <- c.attachNetwork() }()
+		defer func() {
+			if netDone != nil {
+				<-netDone // never leave it running under a rollback
+			}
+		}()
+	}
 	// Recorded at once: whatever happens to us from now on, ps can tell whether the
 	// container lives, and rm can kill it.
 	if rec.StartTime, err = StartTime(rec.Pid); err != nil {
@@ -202,19 +238,13 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		return c, err
 	}
 	pauseAt(pauseRunInit)
-	// The network needs the init's namespace, not its root: it is attached while the init
-	// builds the root.
-	var netDone chan error
-	if spec.bridged() {
-		netDone = make(chan error, 1)
-		go func() { netDone <- c.attachNetwork() }()
-	}
 	readyErr := c.init.Ready()
 	cgErr := <-cgDone
 	cgDone = nil
 	var netErr error
 	if netDone != nil {
 		netErr = <-netDone
+		netDone = nil
 	}
 	switch {
 	case readyErr != nil:
@@ -271,11 +301,14 @@ func (c *Container) startInit(stdio IO, lower string) error {
 		cfg.MaskedPaths, cfg.ReadonlyPaths = security.MaskedPaths(), security.ReadonlyPaths()
 	}
 	for _, v := range rec.Spec.Volumes {
-		// A missing host directory is created, as the seed does.
+		// A missing host directory is created, as the seed does; a host path that cannot
+		// be looked up is refused here, before the container has anything.
 		if _, err := os.Stat(v.Host); errors.Is(err, os.ErrNotExist) {
 			if err := os.MkdirAll(v.Host, 0o755); err != nil {
 				return fmt.Errorf("volume %s: create host directory: %w", v, err)
 			}
+		} else if err != nil {
+			return fmt.Errorf("volume %s: %w", v, err)
 		}
 		cfg.Volumes = append(cfg.Volumes, nsenter.Bind{Source: v.Host, Target: v.Target, ReadOnly: v.ReadOnly})
 	}
@@ -376,13 +409,11 @@ func (c *Container) attachNetwork() error {
 // connect attaches the parked init's network namespace to the container's network (the
 // default one is created on first use, or rebuilt from its config if its bridge vanished).
 func (c *Container) connect() error {
-	mgr := network.NewManager(c.roots.State)
-	if c.Record.Spec.Network == network.DefaultName {
-		if _, err := mgr.EnsureDefault(); err != nil {
-			return err
-		}
+	<-c.net.done
+	if c.net.err != nil {
+		return c.net.err
 	}
-	ep, err := mgr.Connect(c.Record.Spec.Network, c.Record.ID, c.Record.Pid, c.Record.Spec.Ports)
+	ep, err := c.net.mgr.Connect(c.Record.Spec.Network, c.Record.ID, c.Record.Pid, c.Record.Spec.Ports)
 	if err != nil {
 		return fmt.Errorf("container %s: network %s: %w", c.Record.Name, c.Record.Spec.Network, err)
 	}
@@ -506,6 +537,9 @@ func finish(roots Roots, rec *Record, code int, cg *cgroup.Cgroup) error {
 // Destroy undoes Create: kills init if it runs, removes the cgroup, the layers and the record.
 func (c *Container) Destroy() error {
 	var errs []error
+	if c.net != nil {
+		<-c.net.done // the network may still be being made ready
+	}
 	if c.init != nil {
 		c.init.Close()
 	}
