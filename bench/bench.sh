@@ -62,7 +62,7 @@ hf() {
 		record "$name" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$work/h.json")" ""
 	else
 		# The peer's own error line says why (e.g. crun on a hybrid cgroup host).
-		why=$(grep -m1 -oE '(Error|error)[: ].*' "$work/h.log" || tail -n 1 "$work/h.log")
+		why=$(grep -m1 -oE 'OCI runtime error: .*' "$work/h.log" || grep -m1 -oE '(Error|error)[: ].*' "$work/h.log" || tail -n 1 "$work/h.log")
 		record "$name" "" "failed: $(echo "$why" | tr '|' '/' | cut -c1-160)"
 	fi
 }
