@@ -38,6 +38,8 @@ demo: deps build image
 	@$(BIN) --image-root $(IMAGE_ROOT) logs fockker-demo-d
 	@$(BIN) --image-root $(IMAGE_ROOT) stop -t 1 fockker-demo-d
 	@$(BIN) --image-root $(IMAGE_ROOT) rm fockker-demo-d
+	@echo '$$ fockker system prune   # nothing left over; the empty parent cgroup goes too'
+	@$(BIN) --image-root $(IMAGE_ROOT) system prune
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }

@@ -244,8 +244,12 @@ func Prune(roots Roots, opts PruneOptions) (out []Pruned, err error) {
 	}
 	defer lk.Unlock()
 	g := &collector{roots: roots, store: NewStore(roots.State), opts: opts}
-	err = g.run()
-	return g.out, err
+	if err := g.run(); err != nil {
+		return g.out, err
+	}
+	// The shared parent cgroup, which containers leave in place for the next one, goes once
+	// empty (a run racing this recreates it).
+	return g.out, cgroup.RemoveParent(DefaultCgroupParent)
 }
 
 // lockExclusive takes the installation's lock without blocking, retrying until wait passes.

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,7 +82,14 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	shared.imageSrc = filepath.Join(work, "busybox")
-	return m.Run()
+	code := m.Run()
+	// Containers leave the shared parent cgroup for the next one, as docker does; the suite
+	// leaves nothing, so it goes once empty (fockker system prune does the same).
+	parents, _ := filepath.Glob("/sys/fs/cgroup/*/fockker")
+	for _, p := range append(parents, "/sys/fs/cgroup/fockker") {
+		_ = unix.Rmdir(p) // in use (another suite) or absent: left alone
+	}
+	return code
 }
 
 // fk is one fockker installation private to a test: its own state and image roots.

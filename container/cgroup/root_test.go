@@ -68,6 +68,10 @@ func testParent(t *testing.T) string {
 	}
 	parent := "fockker-test-" + hex.EncodeToString(b)
 	t.Cleanup(func() {
+		// Destroy leaves the parent for the next container: RemoveParent is what removes it.
+		if err := RemoveParent(parent); err != nil {
+			t.Errorf("RemoveParent: %v", err)
+		}
 		for _, dir := range parentDirs(t, parent) {
 			if _, err := os.Stat(dir); err == nil {
 				t.Errorf("%s left behind", dir)
@@ -105,7 +109,16 @@ func assertGone(t *testing.T, c *Cgroup, parentToo bool) {
 		if exists(p) {
 			t.Errorf("%q: %s still exists", sub, p)
 		}
-		if parentToo && exists(filepath.Dir(p)) {
+	}
+	if !parentToo {
+		return
+	}
+	// Destroy leaves the (now empty) parent for the next container; RemoveParent removes it.
+	if err := RemoveParent(c.parent); err != nil {
+		t.Errorf("RemoveParent: %v", err)
+	}
+	for sub, p := range c.Paths() {
+		if exists(filepath.Dir(p)) {
 			t.Errorf("%q: parent %s still exists", sub, filepath.Dir(p))
 		}
 	}
