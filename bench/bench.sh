@@ -3,11 +3,11 @@
 # Never a timed assertion: it prints a table and writes BENCHMARKS.md.
 #
 # Usage: bench/bench.sh FOCKKER_BIN [OUT.md]      (root; installs hyperfine/runc/podman if missing)
-# Env:   BENCH_RUNS (default 30), BENCH_SEQ (200), BENCH_PAR (100), BENCH_PS (1000)
+# Env:   BENCH_RUNS (default 60), BENCH_SEQ (200), BENCH_PAR (100), BENCH_PS (1000)
 set -euo pipefail
 bin=$(readlink -f "${1:?usage: bench.sh FOCKKER_BIN [OUT.md]}")
 out=${2:-BENCHMARKS.md}
-runs=${BENCH_RUNS:-30}
+runs=${BENCH_RUNS:-60}
 nseq=${BENCH_SEQ:-200}
 npar=${BENCH_PAR:-100}
 nps=${BENCH_PS:-1000}
@@ -28,6 +28,7 @@ cleanup() {
 	set +e
 	if [ -n "$holder" ]; then
 		FK ps -q 2>/dev/null | xargs -r -n 50 $NS "$bin" --state-root "$work/state" --image-root "$work/img" rm -f >/dev/null 2>&1
+		FK system prune >/dev/null 2>&1 # the empty parent cgroup too
 		kill "$holder" 2>/dev/null
 	fi
 	if command -v podman >/dev/null; then
@@ -62,7 +63,10 @@ hf() {
 		record "$name" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$work/h.json")" ""
 	else
 		# The peer's own error line says why (e.g. crun on a hybrid cgroup host).
-		why=$(grep -m1 -oE 'OCI runtime error: .*' "$work/h.log" || grep -m1 -oE '(Error|error)[: ].*' "$work/h.log" || tail -n 1 "$work/h.log")
+		# hyperfine hides the command's own output: run it once more for its error line.
+		why=$(bash -c "$*" 2>&1 >/dev/null | grep -m1 -oE '(crun|runc): .*|OCI runtime error: .*|[Ee]rror: .*' ||
+			grep -m1 -oE '(Error|error)[: ].*' "$work/h.log" || tail -n 1 "$work/h.log")
+		why=$(printf '%s\n' "$why" | head -n 1 | tr '\t' ' ')
 		record "$name" "" "failed: $(echo "$why" | tr '|' '/' | cut -c1-160)"
 	fi
 }
