@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/FishingRodd/fockker/internal/mountinfo"
 	"maps"
 	"os"
 	"path/filepath"
@@ -718,29 +719,10 @@ func mountPoints() ([]string, error) {
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) > 4 {
-			out = append(out, unescapeMountinfo(fields[4]))
+			out = append(out, mountinfo.Unescape(fields[4]))
 		}
 	}
 	return out, sc.Err()
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space...) of a mountinfo path.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func under(p, dir string) bool {

@@ -61,12 +61,6 @@ struct open_how {
 	uint64_t resolve;
 };
 #endif
-#ifndef CGROUP_SUPER_MAGIC
-#define CGROUP_SUPER_MAGIC 0x27e0eb
-#endif
-#ifndef CGROUP2_SUPER_MAGIC
-#define CGROUP2_SUPER_MAGIC 0x63677270
-#endif
 #ifndef SYS_openat2
 #define SYS_openat2 437
 #endif

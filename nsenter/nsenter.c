@@ -72,12 +72,6 @@
 #define PR_CAP_AMBIENT_CLEAR_ALL 4
 #endif
 
-#ifndef CGROUP_SUPER_MAGIC
-#define CGROUP_SUPER_MAGIC 0x27e0eb
-#endif
-#ifndef CGROUP2_SUPER_MAGIC
-#define CGROUP2_SUPER_MAGIC 0x63677270
-#endif
 
 /* The order in which namespaces are joined. The mount namespace comes last:
  * after it, host paths no longer resolve (all fds are open by then anyway),

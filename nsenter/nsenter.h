@@ -47,6 +47,14 @@
 
 #define NSENTER_ENV "_FOCKKER_NSENTER_FD"
 
+/* statfs f_type of the cgroup file systems (linux/magic.h, not always installed). */
+#ifndef CGROUP_SUPER_MAGIC
+#define CGROUP_SUPER_MAGIC 0x27e0eb
+#endif
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
 /* Exit codes, as docker uses them. */
 #define NSENTER_EXIT_SETUP 125    /* anything failed before the command ran */
 #define NSENTER_EXIT_CANNOT_RUN 126 /* command found but cannot be executed */

@@ -8,9 +8,9 @@ package cgroup
 import (
 	"errors"
 	"fmt"
+	"github.com/FishingRodd/fockker/internal/mountinfo"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -60,9 +60,9 @@ func detectMode() hostMode {
 // v1Mounts returns subsystem -> mountpoint of the v1 hierarchies listed in
 // a mountinfo text, for the subsystems isV1Subsystem accepts; the first
 // mount of a subsystem wins. Only cgroup (v1) mounts under /sys/fs/cgroup count.
-func v1Mounts(mountinfo string) (map[string]string, error) {
+func v1Mounts(data string) (map[string]string, error) {
 	out := make(map[string]string)
-	for line := range strings.SplitSeq(mountinfo, "\n") {
+	for line := range strings.SplitSeq(data, "\n") {
 		if line == "" {
 			continue
 		}
@@ -80,7 +80,7 @@ func v1Mounts(mountinfo string) (map[string]string, error) {
 		if len(fields) < 6 || len(post2) < 2 {
 			return nil, fmt.Errorf("mountinfo: malformed line %q", line)
 		}
-		mnt := unescapeMountinfo(fields[4])
+		mnt := mountinfo.Unescape(fields[4])
 		if !strings.HasPrefix(mnt, unifiedRoot+"/") {
 			continue
 		}
@@ -105,26 +105,6 @@ func isV1Subsystem(s string) bool {
 		return true
 	}
 	return false
-}
-
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space,
-// \011, \012, \134) in a mountinfo path.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // hierarchyPaths returns the directory of the cgroup at inner ("/parent/name")

@@ -52,20 +52,6 @@ func TestV1Mounts(t *testing.T) {
 	}
 }
 
-func TestUnescapeMountinfo(t *testing.T) {
-	for in, want := range map[string]string{
-		`/a`:             "/a",
-		`/a\040b`:        "/a b",
-		`/a\011\012\134`: "/a\t\n\\",
-		`/a\09`:          `/a\09`,
-		`/a\`:            `/a\`,
-	} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // TestPathsMatchRunc checks the discovery against the managers of
 // github.com/opencontainers/cgroups on this host: the same directory for
 // every hierarchy, and the same mode. Needs no root: nothing is created.
