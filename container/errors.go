@@ -21,7 +21,6 @@ var (
 	ErrRunning       = errors.New("container is running")
 	ErrNotRunning    = errors.New("container is not running")
 	ErrLayerExists   = errors.New("layer directory already exists")
-	ErrInternal      = errors.New("internal command")
 	ErrUnsafeArchive = image.ErrUnsafeArchive
 )
 
