@@ -219,10 +219,13 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	}
 	// The network needs the init's namespace, not its root: it is attached while the init
 	// builds the root.
-	var netDone chan error
+	var netDone chan attached
 	if spec.bridged() {
-		netDone = make(chan error, 1)
-		go func() { netDone <- c.attachNetwork() }()
+		netDone = make(chan attached, 1)
+		go func() {
+			ep, err := c.attachNetwork()
+			netDone <- attached{ep, err}
+		}()
 		defer func() {
 			if netDone != nil {
 				<-netDone // never leave it running under a rollback
@@ -243,8 +246,12 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	cgDone = nil
 	var netErr error
 	if netDone != nil {
-		netErr = <-netDone
+		a := <-netDone
 		netDone = nil
+		if a.ep != nil { // recorded here, not by the goroutine: the record was being saved
+			rec.Endpoint, rec.IP = a.ep, a.ep.IP.String()
+		}
+		netErr = a.err
 	}
 	switch {
 	case readyErr != nil:
@@ -395,12 +402,19 @@ func initError(err error) error {
 	return fmt.Errorf("container init: %w", err)
 }
 
+// attached is what attachNetwork ends with.
+type attached struct {
+	ep  *network.Endpoint
+	err error
+}
+
 // attachNetwork frees the ports of dead containers nobody recorded as stopped (when this one
-// publishes ports), then connects the container to its network.
-func (c *Container) attachNetwork() error {
+// publishes ports), then connects the container to its network. It reads the record, never
+// writes it (the caller records the endpoint).
+func (c *Container) attachNetwork() (*network.Endpoint, error) {
 	if len(c.Record.Spec.Ports) > 0 {
 		if err := releaseStalePorts(c.roots); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	return c.connect()
@@ -408,18 +422,16 @@ func (c *Container) attachNetwork() error {
 
 // connect attaches the parked init's network namespace to the container's network (the
 // default one is created on first use, or rebuilt from its config if its bridge vanished).
-func (c *Container) connect() error {
+func (c *Container) connect() (*network.Endpoint, error) {
 	<-c.net.done
 	if c.net.err != nil {
-		return c.net.err
+		return nil, c.net.err
 	}
 	ep, err := c.net.mgr.Connect(c.Record.Spec.Network, c.Record.ID, c.Record.Pid, c.Record.Spec.Ports)
 	if err != nil {
-		return fmt.Errorf("container %s: network %s: %w", c.Record.Name, c.Record.Spec.Network, err)
+		return nil, fmt.Errorf("container %s: network %s: %w", c.Record.Name, c.Record.Spec.Network, err)
 	}
-	c.Record.Endpoint = ep
-	c.Record.IP = ep.IP.String()
-	return nil
+	return ep, nil
 }
 
 // Start releases init to exec the user's command and returns once the exec has happened
@@ -551,7 +563,9 @@ func (c *Container) Destroy() error {
 	if c.logf != nil {
 		c.logf.Close()
 	}
-	if ep := c.Record.Endpoint; ep != nil {
+	// The recorded endpoint, or whatever the network holds under the container's ID (a
+	// connect that failed halfway and whose own rollback failed too).
+	if ep := attachment(c.Record); ep != nil {
 		if err := network.NewManager(c.roots.State).Disconnect(ep); err != nil {
 			errs = append(errs, err)
 		}

@@ -262,12 +262,27 @@ static unsigned long kept_flags(unsigned long f, int atime)
 	return m;
 }
 
-static void mount_fs(int rootfd, const char *path, const char *fstype, unsigned long flags,
+/* mount_fs mounts a file system of the kernel's on the directory name (one
+ * component: "proc", "sys", "dev") at the top of the root, made if missing.
+ * It must be a real directory, never a symlink: an image whose /proc led
+ * elsewhere would get procfs mounted where the masks and read-only binds,
+ * which name /proc/..., do not reach it (runc refuses the same). */
+static void mount_fs(int rootfd, const char *name, const char *fstype, unsigned long flags,
 		     const char *data)
 {
-	int fd = make_in_root(rootfd, path, 0);
+	struct stat st;
+	int fd;
 
-	mount_on(fd, fstype, fstype, flags, data, path);
+	if (mkdirat(rootfd, name, 0755) < 0 && errno != EEXIST)
+		die_errno("mkdir /%s", name);
+	if (fstatat(rootfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		die_errno("/%s", name);
+	if (!S_ISDIR(st.st_mode))
+		die("/%s in the image is not a directory (a symlink?): refusing to mount %s there", name, fstype);
+	fd = openat(rootfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		die_errno("open /%s", name);
+	mount_on(fd, fstype, fstype, flags, data, name);
 	close(fd);
 }
 
@@ -287,8 +302,8 @@ static void setup_dev(int rootfd, int tty)
 	size_t i;
 	int dev, fd;
 
-	mount_fs(rootfd, "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
-	dev = open_in_root(rootfd, "dev", O_PATH | O_DIRECTORY);
+	mount_fs(rootfd, "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
+	dev = openat(rootfd, "dev", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dev < 0)
 		die_errno("open /dev");
 	old = umask(0);
@@ -323,8 +338,10 @@ static void setup_dev(int rootfd, int tty)
 		if (fd < 0)
 			die_errno("open /dev/console");
 		/* By its path: the fd's mount is the parent's, which a bind refuses. */
-		if (readlink("/proc/self/fd/0", slave, sizeof(slave) - 1) < 0 || slave[0] != '/')
+		if (readlink("/proc/self/fd/0", slave, sizeof(slave) - 1) < 0)
 			die_errno("the terminal on stdin");
+		if (slave[0] != '/')
+			die("the terminal on stdin is %s, not a file", slave);
 		mount_on(fd, slave, NULL, MS_BIND, NULL, "the terminal on /dev/console");
 		close(fd);
 	}
@@ -335,7 +352,7 @@ static void setup_dev(int rootfd, int tty)
 static void bind_volume(int rootfd, const struct nsenter_volume *v)
 {
 	char source[64];
-	struct stat st;
+	struct stat st, bound;
 	struct statfs sfs;
 	int src, dst;
 
@@ -351,10 +368,17 @@ static void bind_volume(int rootfd, const struct nsenter_volume *v)
 	close(src);
 	if (!(v->flags & NSENTER_VOLUME_RO))
 		return;
-	/* Read-only takes a remount of the bind, keeping the flags it has. */
+	/* Read-only takes a remount of the bind, keeping the flags it has. The
+	 * target is looked up again (the fd above is of what lies under the
+	 * mount); it must be the bind just made, the source's own inode, or a
+	 * shared volume changed meanwhile would get the remount instead. */
 	dst = open_in_root(rootfd, v->target + 1, O_PATH);
 	if (dst < 0)
 		die_errno("volume %s", v->target);
+	if (fstat(dst, &bound) < 0)
+		die_errno("stat %s", v->target);
+	if (bound.st_dev != st.st_dev || bound.st_ino != st.st_ino)
+		die("volume %s: the mount point changed while it was bound", v->target);
 	if (fstatfs(dst, &sfs) < 0)
 		die_errno("statfs %s", v->target);
 	mount_on(dst, NULL, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags((unsigned long)sfs.f_flags, 1),
@@ -517,8 +541,8 @@ static void build_root(struct nsenter_init_config *cfg)
 	rootfd = open(cfg->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0)
 		die_errno("open %s", cfg->root);
-	mount_fs(rootfd, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-	mount_fs(rootfd, "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | (restrict_ ? MS_RDONLY : 0), NULL);
+	mount_fs(rootfd, "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	mount_fs(rootfd, "sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | (restrict_ ? MS_RDONLY : 0), NULL);
 	setup_dev(rootfd, (cfg->flags & NSENTER_INIT_TTY) != 0);
 	for (i = 0; i < cfg->nvolumes; i++)
 		bind_volume(rootfd, &cfg->volumes[i]);

@@ -259,3 +259,49 @@ func TestInitReportsExecFailure(t *testing.T) {
 		t.Errorf("exit %d, want %d", code, ExitNotFound)
 	}
 }
+
+// TestInitRefusesSymlinkedProc: an image whose /proc (or /sys, /dev) is a symlink would get the
+// kernel's file system mounted where the masks, which name /proc/..., do not reach it: refused.
+func TestInitRefusesSymlinkedProc(t *testing.T) {
+	requireRoot(t)
+	for _, name := range []string{"proc", "sys", "dev"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, d := range []string{"lower/elsewhere", "upper", "work", "merged"} {
+				if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Symlink("/elsewhere", filepath.Join(dir, "lower", name)); err != nil {
+				t.Fatal(err)
+			}
+			in, err := NewInit(testBinary(t), &InitConfig{
+				Overlay:  "lowerdir=" + dir + "/lower,upperdir=" + dir + "/upper,workdir=" + dir + "/work",
+				Root:     dir + "/merged",
+				Hostname: "x",
+				Restrict: true, MaskedPaths: []string{"/proc/keys"}, ReadonlyPaths: []string{"/proc/sys"},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer in.Close()
+			in.Cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID}
+			err = in.Cmd.Start()
+			in.Started()
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = in.Ready()
+			var ie *InitError
+			if !errors.As(err, &ie) || ie.Code != ExitSetup || !strings.Contains(ie.Msg, "/"+name) {
+				t.Errorf("ready: %v, want a 125 report naming /%s", err, name)
+			}
+			if code := wait(t, in.Cmd); code != ExitSetup {
+				t.Errorf("exit %d, want %d", code, ExitSetup)
+			}
+			if ents, _ := os.ReadDir(filepath.Join(dir, "lower", "elsewhere")); len(ents) != 0 {
+				t.Errorf("something was made behind the symlink: %v", ents)
+			}
+		})
+	}
+}

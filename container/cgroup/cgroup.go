@@ -175,7 +175,13 @@ func (c *Cgroup) Create() error {
 	if err := c.Claim(); err != nil {
 		return err
 	}
-	return c.Complete()
+	if err := c.Complete(); err != nil {
+		if rerr := c.remove(); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("rollback: %w", rerr))
+		}
+		return err
+	}
+	return nil
 }
 
 // Claim does the part of Create that makes the cgroup ours: on a cgroup v2
@@ -230,18 +236,13 @@ func (c *Cgroup) Claim() (retErr error) {
 
 // Complete finishes what Claim started: on v1 and hybrid hosts it creates
 // the cgroup in the other hierarchies and applies every limit (nothing is
-// left to do on v2). On failure it removes the whole cgroup.
-func (c *Cgroup) Complete() (retErr error) {
+// left to do on v2). On failure it removes nothing: a process may already
+// be in the claimed cgroup, so the caller stops that first, then calls
+// Destroy.
+func (c *Cgroup) Complete() error {
 	if c.unified {
 		return nil
 	}
-	defer func() {
-		if retErr != nil {
-			if err := c.remove(); err != nil {
-				retErr = errors.Join(retErr, fmt.Errorf("rollback: %w", err))
-			}
-		}
-	}()
 	claimed := true
 	if err := c.makeDirs(&claimed, nil, true); err != nil {
 		return fmt.Errorf("cgroup %s: create: %w", c, err)
