@@ -222,13 +222,12 @@ func TestInitBuildsRoot(t *testing.T) {
 	}
 }
 
-// TestInitReportsExecFailure: a command that does not exist is reported with 127.
-func TestInitReportsExecFailure(t *testing.T) {
-	requireRoot(t)
-	requireBusybox(t)
-	dir := t.TempDir()
+// startTinyInit starts an init on an overlay of dir/lower (made by the caller, or empty) in new
+// mount and PID namespaces, with the root restrictions of a container that is not privileged.
+func startTinyInit(t *testing.T, dir string) *Init {
+	t.Helper()
 	for _, d := range []string{"lower", "upper", "work", "merged"} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -236,21 +235,29 @@ func TestInitReportsExecFailure(t *testing.T) {
 		Overlay:  "lowerdir=" + dir + "/lower,upperdir=" + dir + "/upper,workdir=" + dir + "/work",
 		Root:     dir + "/merged",
 		Hostname: "x",
+		Restrict: true, MaskedPaths: []string{"/proc/keys"}, ReadonlyPaths: []string{"/proc/sys"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer in.Close()
+	t.Cleanup(in.Close)
 	in.Cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID}
 	err = in.Cmd.Start()
 	in.Started()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return in
+}
+
+// TestInitReportsExecFailure: a command that does not exist is reported with 127.
+func TestInitReportsExecFailure(t *testing.T) {
+	requireRoot(t)
+	in := startTinyInit(t, t.TempDir())
 	if err := in.Ready(); err != nil {
 		t.Fatal(err)
 	}
-	err = in.Exec(&Config{Pid: in.Cmd.Process.Pid, StartTime: 1, Namespaces: []string{NSMount}, Args: []string{"no-such-command"}})
+	err := in.Exec(&Config{Pid: in.Cmd.Process.Pid, StartTime: 1, Namespaces: []string{NSMount}, Args: []string{"no-such-command"}})
 	var ie *InitError
 	if !errors.As(err, &ie) || ie.Code != ExitNotFound || !strings.Contains(ie.Msg, "no-such-command") {
 		t.Errorf("exec: %v, want a 127 report", err)
@@ -267,31 +274,14 @@ func TestInitRefusesSymlinkedProc(t *testing.T) {
 	for _, name := range []string{"proc", "sys", "dev"} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			for _, d := range []string{"lower/elsewhere", "upper", "work", "merged"} {
-				if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-					t.Fatal(err)
-				}
+			if err := os.MkdirAll(filepath.Join(dir, "lower", "elsewhere"), 0o755); err != nil {
+				t.Fatal(err)
 			}
 			if err := os.Symlink("/elsewhere", filepath.Join(dir, "lower", name)); err != nil {
 				t.Fatal(err)
 			}
-			in, err := NewInit(testBinary(t), &InitConfig{
-				Overlay:  "lowerdir=" + dir + "/lower,upperdir=" + dir + "/upper,workdir=" + dir + "/work",
-				Root:     dir + "/merged",
-				Hostname: "x",
-				Restrict: true, MaskedPaths: []string{"/proc/keys"}, ReadonlyPaths: []string{"/proc/sys"},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer in.Close()
-			in.Cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID}
-			err = in.Cmd.Start()
-			in.Started()
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = in.Ready()
+			in := startTinyInit(t, dir)
+			err := in.Ready()
 			var ie *InitError
 			if !errors.As(err, &ie) || ie.Code != ExitSetup || !strings.Contains(ie.Msg, "/"+name) {
 				t.Errorf("ready: %v, want a 125 report naming /%s", err, name)
