@@ -439,13 +439,14 @@ func execAction(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	proc, rec, err := container.ExecCommand(r, args[0], container.ExecOptions{
+	proc, err := container.ExecCommand(r, args[0], container.ExecOptions{
 		Args: args[1:], Env: user, Cwd: cmd.String("w"), Tty: tty, Detach: detach,
 	})
 	if err != nil {
 		return err
 	}
-	defer proc.ExtraFiles[0].Close()
+	defer proc.Close()
+	rec := proc.Record
 	if detach {
 		// Returns once the command runs, or with why it could not be started.
 		proc.Stderr = os.Stderr

@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -358,6 +359,15 @@ func (c *Container) startInit(stdio IO, lower string) error {
 	}
 	c.init, c.cmd = in, cmd
 	rec.Pid = cmd.Process.Pid
+	if !rec.Spec.Detach {
+		// The init's parent-death signal is tied to the thread that forked it: main keeps
+		// its goroutine on the main thread, which Go never ends. Once the fork is done, the
+		// goroutine of a process that only waits for the container may leave that thread (a
+		// goroutine locked to a thread costs two thread switches every time it blocks). A
+		// detached container's watcher stays on it: it later execs the waiter, and an exec
+		// from any other thread would end the forking one, and with it the container.
+		runtime.UnlockOSThread()
+	}
 	return nil
 }
 
@@ -515,7 +525,7 @@ var errReplaced = errors.New("record replaced by another container")
 func finish(roots Roots, rec *Record, code int, cg *cgroup.Cgroup) error {
 	if rec.Spec.AutoRemove {
 		// Straight to removal: the record would only be deleted right after.
-		err := remove(roots, rec.Name, true, rec.ID)
+		err := remove(roots, rec.Name, true, rec.ID, cg)
 		if errors.Is(err, ErrNotFound) || errors.Is(err, errReplaced) {
 			return nil
 		}

@@ -2,7 +2,6 @@ package container
 
 import (
 	"fmt"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,25 +25,42 @@ type ExecOptions struct {
 	Detach bool
 }
 
+// ExecProcess is a process, not yet started, that runs a command in a running container.
+// Close it once it has been started (or will not be).
+type ExecProcess struct {
+	*exec.Cmd
+	Record *Record // the container's record when the process was prepared
+	files  []*os.File
+}
+
+// Close releases what the process needed only until it started.
+func (p *ExecProcess) Close() {
+	for _, f := range p.files {
+		f.Close()
+	}
+}
+
 // ExecCommand prepares a process that joins a running container's namespaces and cgroup and
 // runs opts.Args there (through the nsenter constructor, before any Go runs in it). The
 // container must be running now; its init is identified by PID and start time, and the
 // constructor checks both again after pinning the process, so a stopped container or a
-// reused PID never gets the command — least of all on the host.
-func ExecCommand(roots Roots, ref string, opts ExecOptions) (*exec.Cmd, *Record, error) {
+// reused PID never gets the command — least of all on the host. On a host with cgroup v2
+// the process is cloned right into the container's v2 cgroup (CLONE_INTO_CGROUP): moving it
+// there afterwards would cost a full RCU grace period (~10 ms); it joins v1 cgroups itself.
+func ExecCommand(roots Roots, ref string, opts ExecOptions) (p *ExecProcess, err error) {
 	if len(opts.Args) == 0 {
-		return nil, nil, fmt.Errorf("exec: a command is required")
+		return nil, fmt.Errorf("exec: a command is required")
 	}
 	if opts.Cwd != "" && !filepath.IsAbs(opts.Cwd) {
-		return nil, nil, fmt.Errorf("exec: -w %q: the working directory must be an absolute path", opts.Cwd)
+		return nil, fmt.Errorf("exec: -w %q: the working directory must be an absolute path", opts.Cwd)
 	}
 	rec, err := RunningRecord(roots, ref)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	env, err := nsenter.Environ(rec.Pid)
 	if err != nil {
-		return nil, nil, fmt.Errorf("container %s: environment of its init: %w", rec.Name, err)
+		return nil, fmt.Errorf("container %s: environment of its init: %w", rec.Name, err)
 	}
 	if opts.Tty && envValue(env, "TERM") == "" {
 		env = append(env, "TERM=xterm")
@@ -52,7 +68,20 @@ func ExecCommand(roots Roots, ref string, opts ExecOptions) (*exec.Cmd, *Record,
 	env = MergeEnv(env, opts.Env)
 	cg, err := cgroup.Load(rec.Spec.CgroupParent, rec.Name)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	p = &ExecProcess{Record: rec}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	var v2 *os.File
+	if _, ok := cg.Paths()[""]; ok {
+		if v2, err = cg.OpenFD(); err != nil {
+			return nil, fmt.Errorf("container %s: %w", rec.Name, err)
+		}
+		p.files = append(p.files, v2)
 	}
 	dirs := cgroupDirs(cg)
 	cwd := opts.Cwd
@@ -71,20 +100,31 @@ func ExecCommand(roots Roots, ref string, opts ExecOptions) (*exec.Cmd, *Record,
 		Detach:     opts.Detach,
 	}
 	if err := rec.restrict(cfg); err != nil {
-		return nil, nil, fmt.Errorf("container %s: %w", rec.Name, err)
+		return nil, fmt.Errorf("container %s: %w", rec.Name, err)
 	}
 	cmd, err := nsenter.Command("/proc/self/exe", cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("container %s: %w", rec.Name, err)
+		return nil, fmt.Errorf("container %s: %w", rec.Name, err)
 	}
-	return cmd, rec, nil
+	p.Cmd = cmd
+	p.files = append(p.files, cmd.ExtraFiles...)
+	if v2 != nil {
+		cmd.SysProcAttr = &unix.SysProcAttr{UseCgroupFD: true, CgroupFD: int(v2.Fd())}
+	}
+	return p, nil
 }
 
-// cgroupDirs lists cg's directories, one per hierarchy, in a stable order.
+// cgroupDirs lists cg's directories in v1 hierarchies, one per hierarchy, in a stable order
+// (its v2 directory, if any, the exec'd process is cloned into).
 func cgroupDirs(cg *cgroup.Cgroup) []string {
-	dirs := slices.Collect(maps.Values(cg.Paths()))
+	var dirs []string
+	for key, dir := range cg.Paths() {
+		if key != "" {
+			dirs = append(dirs, dir)
+		}
+	}
 	slices.Sort(dirs)
-	return dirs
+	return slices.Compact(dirs)
 }
 
 // restrict gives an exec'd command the restrictions of the container's own processes: its

@@ -126,12 +126,13 @@ func Remove(roots Roots, ref string, force bool) error {
 	if err != nil {
 		return err
 	}
-	return remove(roots, name, force, "")
+	return remove(roots, name, force, "", nil)
 }
 
 // remove removes the container recorded under name; with id set, only if the record still
-// belongs to that container (errReplaced otherwise).
-func remove(roots Roots, name string, force bool, id string) error {
+// belongs to that container (errReplaced otherwise). cg is the container's cgroup when the
+// caller has it (it created the container), else nil: it is then found again.
+func remove(roots Roots, name string, force bool, id string, cg *cgroup.Cgroup) error {
 	store := NewStore(roots.State)
 	lk, err := store.Lock(name)
 	if err != nil {
@@ -167,7 +168,10 @@ func remove(roots Roots, name string, force bool, id string) error {
 		}
 	})
 	wg.Go(func() {
-		cg, err := cgroup.Load(rec.Spec.CgroupParent, name)
+		var err error
+		if cg == nil {
+			cg, err = cgroup.Load(rec.Spec.CgroupParent, name)
+		}
 		if err == nil {
 			err = cg.Destroy()
 		}

@@ -3,8 +3,12 @@
 package atomicfile
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // Durability says how far a write must reach before it returns.
@@ -51,6 +55,9 @@ func Write(path string, data []byte, mode os.FileMode, d Durability) (err error)
 	if err := f.Close(); err != nil {
 		return err
 	}
+	if d == Replace {
+		return replace(f.Name(), path)
+	}
 	if err := os.Rename(f.Name(), path); err != nil {
 		return err
 	}
@@ -58,6 +65,29 @@ func Write(path string, data []byte, mode os.FileMode, d Durability) (err error)
 		return SyncDir(dir)
 	}
 	return nil
+}
+
+// replace moves the complete file tmp to path. A regular file already at path is exchanged
+// with tmp (renameat2 RENAME_EXCHANGE), and its old content then removed under tmp's name:
+// a plain rename over an existing file makes ext4 (auto_da_alloc) start writing the new
+// file's data out on the spot, which the Replace durability does not ask for and which costs
+// a few hundred microseconds per record write on a disk-backed state root. Readers of path
+// see the old or the new file either way. Anything else at path, or a file system without
+// the exchange, gets the plain rename.
+func replace(tmp, path string) error {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() {
+		err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_EXCHANGE)
+		if err == nil {
+			if err := os.Remove(tmp); err != nil {
+				return fmt.Errorf("replaced %s, but its old copy stays: %w", path, err)
+			}
+			return nil
+		}
+		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.ENOENT) {
+			return &os.LinkError{Op: "renameat2 exchange", Old: tmp, New: path, Err: err}
+		}
+	}
+	return os.Rename(tmp, path)
 }
 
 // SyncDir fsyncs a directory, making the renames and creations in it durable.
