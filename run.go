@@ -24,6 +24,8 @@ import (
 // runAction is `fockker run`: validate everything, then create and start the container
 // detached (through a watcher) or attached (this process is its parent).
 func runAction(ctx context.Context, cmd *cli.Command) error {
+	sc := catchSignals()
+	defer sc.stop()
 	r, err := roots(cmd)
 	if err != nil {
 		return err
@@ -46,7 +48,7 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 		fmt.Println(say(msgStarted, rec.Name))
 		return nil
 	}
-	return runAttached(r, spec)
+	return runAttached(r, spec, sc)
 }
 
 // specFromFlags turns run's flags and arguments into a validated Spec, completed by the
@@ -286,16 +288,16 @@ func containerEnv(hostname string, tty bool, user []string) []string {
 }
 
 // runAttached runs a container in the foreground: with a terminal for -t, with stdin for -i,
-// otherwise with only its output streamed. The exit code is the container's.
-func runAttached(r container.Roots, spec container.Spec) error {
+// otherwise with only its output streamed, forwarding the signals sc catches. The exit code
+// is the container's.
+func runAttached(r container.Roots, spec container.Spec, sc *signalCatcher) error {
 	a, err := newAttachment(spec.Tty, spec.Interactive, pty.Open)
 	if err != nil {
 		return err
 	}
 	defer a.close()
 	// Forward what the user's shell sends us to the container, as docker's sig-proxy does.
-	sigs := notifySignals()
-	defer signal.Stop(sigs)
+	sigs := sc.wait()
 
 	c, err := container.Create(r, spec, a.stdio)
 	if err != nil {
@@ -412,15 +414,41 @@ func (a *attachment) close() {
 	}
 }
 
-// notifySignals catches the signals fockker passes on to what it runs.
-func notifySignals() chan os.Signal {
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
-	return sigs
+// signalCatcher catches the signals fockker passes on to what it runs. Catching them is
+// started in the background: for each signal the Go runtime makes a round trip to its
+// signal thread (~1 ms for all of them here), which then overlaps with reading the flags.
+type signalCatcher struct {
+	ch   chan os.Signal
+	done chan struct{}
+}
+
+// catchSignals starts catching the signals; call wait before anything that must not be
+// interrupted without them being passed on, and stop at the end.
+func catchSignals() *signalCatcher {
+	c := &signalCatcher{ch: make(chan os.Signal, 16), done: make(chan struct{})}
+	go func() {
+		signal.Notify(c.ch, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
+		close(c.done)
+	}()
+	return c
+}
+
+// wait returns the channel of caught signals once all of them are caught.
+func (c *signalCatcher) wait() <-chan os.Signal {
+	<-c.done
+	return c.ch
+}
+
+// stop stops catching the signals.
+func (c *signalCatcher) stop() {
+	<-c.done
+	signal.Stop(c.ch)
 }
 
 // execAction is `fockker exec`: run a command in a running container.
 func execAction(ctx context.Context, cmd *cli.Command) error {
+	sc := catchSignals()
+	defer sc.stop()
 	r, err := roots(cmd)
 	if err != nil {
 		return err
@@ -470,8 +498,7 @@ func execAction(ctx context.Context, cmd *cli.Command) error {
 		proc.Stdin = a.stdio.Stdin
 	}
 	proc.Stdout, proc.Stderr = a.stdio.Stdout, a.stdio.Stderr
-	sigs := notifySignals()
-	defer signal.Stop(sigs)
+	sigs := sc.wait()
 	if err := proc.Start(); err != nil {
 		return fmt.Errorf("exec in %s: %w", rec.Name, err)
 	}

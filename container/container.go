@@ -180,24 +180,19 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		c.prepareNetwork()
 	}
 
-	if err := createLayers(roots, rec.Name); err != nil {
+	// The layer directories and the cgroup, which do not depend on each other, are made at
+	// the same time.
+	layersDone := make(chan error, 1)
+	go func() { layersDone <- createLayers(roots, rec.Name) }()
+	cg, claimErr := c.claimCgroup()
+	if err := <-layersDone; err != nil {
 		return c, err
 	}
 	c.layers = true
 	pauseAt(pauseRunLayers)
-	limits := spec.Limits
-	limits.AllDevices = spec.Security.Privileged
-	cg, err := cgroup.New(spec.CgroupParent, rec.Name, limits)
-	if err != nil {
-		return c, err
+	if claimErr != nil {
+		return c, claimErr
 	}
-	// The cgroup is claimed now (on cgroup v2 made whole, with its limits, for the init to be
-	// cloned into), and completed in the other v1 hierarchies while the init builds its root;
-	// the init joins those once they are complete, before its command runs.
-	if err := cg.Claim(); err != nil {
-		return c, err
-	}
-	c.cg = cg
 	pauseAt(pauseRunCgroup)
 	cgDone := make(chan error, 1)
 	go func() { cgDone <- cg.Complete() }()
@@ -275,6 +270,25 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	// User, address and endpoint reach the record with the start (Start saves it): a creator
 	// that dies before leaves a record whose endpoint rm finds by the container's ID.
 	return c, nil
+}
+
+// claimCgroup validates the container's limits and claims its cgroup: on cgroup v2 made
+// whole, with its limits, for the init to be cloned into; on v1 the claim directory only. It
+// is completed in the other v1 hierarchies while the init builds its root; the init joins
+// those once they are complete, before its command runs. The claimed cgroup is c.cg.
+func (c *Container) claimCgroup() (*cgroup.Cgroup, error) {
+	spec := c.Record.Spec
+	limits := spec.Limits
+	limits.AllDevices = spec.Security.Privileged
+	cg, err := cgroup.New(spec.CgroupParent, c.Record.Name, limits)
+	if err != nil {
+		return nil, err
+	}
+	if err := cg.Claim(); err != nil {
+		return nil, err
+	}
+	c.cg = cg
+	return cg, nil
 }
 
 // startInit starts the container's init in new namespaces (the init constructor of package
