@@ -113,7 +113,8 @@ func (s *Store) Reserve(rec *Record) (*Lock, error) {
 	if err := os.Chmod(tmp, 0o711); err != nil {
 		return nil, err
 	}
-	if err := writeRecord(tmp, rec); err != nil {
+	// Written in place: nobody reads the directory before it has its name.
+	if err := writeRecordIn(tmp, rec, false); err != nil {
 		return nil, err
 	}
 	lk, err := lockDir(tmp, unix.LOCK_EX)
@@ -317,6 +318,12 @@ const (
 
 // writeRecord writes dir/config.json atomically (temp file, rename; not fsynced, see Store).
 func writeRecord(dir string, rec *Record) error {
+	return writeRecordIn(dir, rec, true)
+}
+
+// writeRecordIn writes dir/config.json, atomically (temp file, rename) or, in a directory
+// that nobody else sees yet, straight into a new file.
+func writeRecordIn(dir string, rec *Record, atomic bool) error {
 	if rec.Status == Damaged {
 		return fmt.Errorf("record of %q: a damaged record is never written", rec.Name)
 	}
@@ -328,7 +335,22 @@ func writeRecord(dir string, rec *Record) error {
 	if rec.Status == Stopped {
 		mode = stoppedRecordMode
 	}
-	return atomicfile.Write(filepath.Join(dir, configName), append(b, '\n'), mode, atomicfile.Replace)
+	path := filepath.Join(dir, configName)
+	if atomic {
+		return atomicfile.Write(path, append(b, '\n'), mode, atomicfile.Replace)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, mode)
+	if err != nil {
+		return err
+	}
+	err = f.Chmod(mode) // whatever the umask: the mode says whether the record is final
+	if err == nil {
+		_, err = f.Write(append(b, '\n'))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // recordEntry is a record directory as the collector's cheap pass sees it, from a stat.
