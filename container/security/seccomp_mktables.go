@@ -25,7 +25,10 @@ import (
 )
 
 // arches are the architectures with a table: GOARCH, the AUDIT_ARCH_* constant of its
-// native ABI, and calls the kernel has that x/sys does not list.
+// native ABI, and calls the kernel has that x/sys does not list. To add one, also exclude it
+// in the build constraints of seccomp_syscalls_other.go and seccomp_default_other.go; the
+// second go:generate line (TestGeneratedDefaultFilters) then writes its precompiled default
+// filter, seccomp_default_<arch>.go.
 var arches = []struct {
 	goarch, auditArch string
 	extra             map[string]int
