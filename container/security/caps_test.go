@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/moby/sys/capability"
 )
 
 func TestNormalizeCap(t *testing.T) {
@@ -27,6 +29,24 @@ func TestNormalizeCap(t *testing.T) {
 	got, err := NormalizeCaps([]string{"chown", "CAP_CHOWN", "kill"})
 	if err != nil || !reflect.DeepEqual(got, []string{"CAP_CHOWN", "CAP_KILL"}) {
 		t.Errorf("NormalizeCaps: %q, %v", got, err)
+	}
+}
+
+// TestCapNames checks the canonical names both ways, for every capability known.
+func TestCapNames(t *testing.T) {
+	for _, c := range capability.ListKnown() {
+		name := capName(c)
+		if want := "CAP_" + strings.ToUpper(c.String()); name != want {
+			t.Errorf("capName(%d) = %q, want %q", c, name, want)
+		}
+		if got, ok := capByName(name); !ok || got != c {
+			t.Errorf("capByName(%q) = %d, %v; want %d", name, got, ok, c)
+		}
+	}
+	for _, bad := range []string{"", "CAP_", "CAP_net_admin", "cap_NET_ADMIN", "NET_ADMIN", "CAP_NET_ADMINS", "CAP_NET_ADMI", "CAP_NET-ADMIN", "CAP_UNKNOWN", "ALL"} {
+		if c, ok := capByName(bad); ok {
+			t.Errorf("capByName(%q) = %d, want none", bad, c)
+		}
 	}
 }
 
@@ -150,5 +170,31 @@ func TestProcess(t *testing.T) {
 	}
 	if _, err = (Options{Seccomp: `{"defaultAction":"SCMP_ACT_NOTIFY"}`}).process(held, supported); !errors.Is(err, ErrInvalidProfile) {
 		t.Errorf("bad stored profile: %v", err)
+	}
+}
+
+// TestProcessAllCaps: Process lists the kernel's capabilities only for --privileged and
+// --cap-add ALL; both still get every one (of those fockker holds, for --privileged).
+func TestProcessAllCaps(t *testing.T) {
+	held, err := ownPermitted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	supported, err := SupportedCapabilities()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := CapMask(supported)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Options{Privileged: true}.Process()
+	if err != nil || p.Caps != all&held {
+		t.Fatalf("privileged: %+v, %v; want caps %#x", p, err, all&held)
+	}
+	// --cap-add ALL, without what fockker does not hold (it could not give those).
+	o := Options{CapAdd: []string{allCaps}, CapDrop: capNames(all &^ held), Seccomp: SeccompUnconfined}
+	if p, err = o.Process(); err != nil || p.Caps != all&held {
+		t.Fatalf("--cap-add ALL: %+v, %v; want caps %#x", p, err, all&held)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -168,9 +169,13 @@ func (o Options) Process() (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	supported, err := SupportedCapabilities()
-	if err != nil {
-		return nil, err
+	// Only --privileged and --cap-add ALL start from every capability the kernel has (see
+	// tweakCapabilities): listing them costs more than the rest of a default container.
+	var supported []string
+	if o.Privileged || slices.Contains(o.CapAdd, allCaps) {
+		if supported, err = SupportedCapabilities(); err != nil {
+			return nil, err
+		}
 	}
 	return o.process(held, supported)
 }
