@@ -124,8 +124,23 @@ func TestParseSecurityOpt(t *testing.T) {
 		{"seccomp=" + profile, Options{Seccomp: `{"defaultAction":"SCMP_ACT_ALLOW"}`}},
 	} {
 		var o Options
-		if err := o.parseSecurityOpt(tc.opt, readProfile); err != nil || !reflect.DeepEqual(o, tc.want) {
+		err := o.parseSecurityOpt(tc.opt, readProfile)
+		if parsed := o.profile != nil; parsed != strings.HasPrefix(tc.opt, "seccomp="+dir) {
+			t.Errorf("%q: profile kept parsed: %v", tc.opt, parsed)
+		}
+		o.profile = nil
+		if err != nil || !reflect.DeepEqual(o, tc.want) {
 			t.Errorf("%q: %+v, %v; want %+v", tc.opt, o, err, tc.want)
+		}
+	}
+	// A later seccomp= replaces the profile read before.
+	for _, last := range []string{"seccomp=unconfined", "seccomp=builtin"} {
+		var o Options
+		if err := o.parseSecurityOpt("seccomp="+profile, readProfile); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.parseSecurityOpt(last, readProfile); err != nil || o.profile != nil {
+			t.Errorf("profile, then %s: %+v, %v", last, o, err)
 		}
 	}
 	notJSON := filepath.Join(dir, "bad.json")
@@ -138,6 +153,31 @@ func TestParseSecurityOpt(t *testing.T) {
 		if err := o.parseSecurityOpt(bad, readProfile); !errors.Is(err, ErrInvalidSecurityOpt) {
 			t.Errorf("%q: %v, want ErrInvalidSecurityOpt", bad, err)
 		}
+	}
+}
+
+// TestParseFlagsProfile: ParseFlags compiles a profile file's profile as parsed once; the
+// result is what compiling the stored JSON gives (as exec does).
+func TestParseFlagsProfile(t *testing.T) {
+	profile := filepath.Join(t.TempDir(), "p.json")
+	js := `{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","args":[{"index":1,"value":1,"op":"SCMP_CMP_EQ"}]}]}`
+	if err := os.WriteFile(profile, []byte(js), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := ParseFlags(Flags{CapDrop: []string{"ALL"}, SecurityOpt: []string{"seccomp=" + profile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Seccomp != js || o.profile != nil || o.compiled == nil || o.compiled.Seccomp == nil {
+		t.Fatalf("got %+v", o)
+	}
+	stored := Options{CapDrop: o.CapDrop, Seccomp: o.Seccomp}
+	again, err := stored.Process()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(o.compiled, again) {
+		t.Errorf("ParseFlags compiled %+v, the stored options %+v", o.compiled, again)
 	}
 }
 

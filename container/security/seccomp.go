@@ -405,24 +405,29 @@ func ParseProfile(data []byte) (*mseccomp.Seccomp, error) {
 // default profile for its default capabilities is not compiled but taken as precompiled for
 // this architecture (see precompiledDefault), unless the kernel is too old for that program.
 func BuildFilter(profile string, caps []string) (*Filter, error) {
+	var p *mseccomp.Seccomp
+	if profile != "" {
+		var err error
+		if p, err = ParseProfile([]byte(profile)); err != nil {
+			return nil, err
+		}
+	}
+	return compileFor(p, caps)
+}
+
+// compileFor compiles p, or docker's default profile if p is nil, for this machine and a
+// container whose bounding set is caps.
+func compileFor(p *mseccomp.Seccomp, caps []string) (*Filter, error) {
 	sel, err := hostSelection(caps)
 	if err != nil {
 		return nil, err
 	}
-	var p *mseccomp.Seccomp
-	if profile == "" {
+	if p == nil {
 		if f := precompiledDefault(sel); f != nil {
 			return f, nil
 		}
 		p = mseccomp.DefaultProfile()
-	} else if p, err = ParseProfile([]byte(profile)); err != nil {
-		return nil, err
 	}
-	return compileProfile(p, sel)
-}
-
-// compileProfile compiles p for this machine and the container described by sel.
-func compileProfile(p *mseccomp.Seccomp, sel selection) (*Filter, error) {
 	info, err := nativeArch()
 	if err != nil {
 		return nil, err
