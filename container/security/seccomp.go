@@ -531,8 +531,8 @@ type archInfo struct {
 	names     string                           // its calls, space-separated
 }
 
-// nativeArch describes the architecture fockker was built for, from the tables in
-// seccomp_syscalls_*.go.
+// nativeArch describes the architecture fockker was built for, from its table in
+// seccomp_tables.go (named by seccomp_syscalls_<arch>.go).
 func nativeArch() (*archInfo, error) {
 	if nativeAuditArch == 0 {
 		return nil, fmt.Errorf("seccomp: no system call table for %s", runtime.GOARCH)
