@@ -57,7 +57,7 @@ func upperASCII(b byte) byte {
 	return b
 }
 
-// isUpperOf reports whether s is lower (as long) in ASCII capitals.
+// isUpperOf reports whether s is lower in ASCII capitals; the two are as long.
 func isUpperOf(s, lower string) bool {
 	for i := range len(s) {
 		if s[i] != upperASCII(lower[i]) {

@@ -176,7 +176,7 @@ func (o Options) Process() (*Process, error) {
 		return nil, err
 	}
 	// Only --privileged and --cap-add ALL start from every capability the kernel has (see
-	// tweakCapabilities): listing them costs more than the rest of a default container.
+	// tweakCapabilities); listing them by name is wasted work for any other container.
 	var supported []string
 	if o.Privileged || slices.Contains(o.CapAdd, allCaps) {
 		if supported, err = SupportedCapabilities(); err != nil {
