@@ -22,17 +22,49 @@ func DefaultCapabilities() []string {
 	}
 }
 
-// capName is the canonical name of c: "CAP_" and its name in capitals.
-func capName(c capability.Cap) string { return "CAP_" + strings.ToUpper(c.String()) }
+// capName is the canonical name of c: "CAP_" and its name in capitals (capability's names
+// are ASCII), made in one allocation.
+func capName(c capability.Cap) string {
+	s := c.String()
+	var b strings.Builder
+	b.Grow(len("CAP_") + len(s))
+	b.WriteString("CAP_")
+	for i := range len(s) {
+		b.WriteByte(upperASCII(s[i]))
+	}
+	return b.String()
+}
 
-// capByName returns the capability called name (canonical form).
+// capByName returns the capability called name (canonical form). It compares without
+// making every capability's name: CapMask runs it for each capability of every container.
 func capByName(name string) (capability.Cap, bool) {
+	rest, ok := strings.CutPrefix(name, "CAP_")
+	if !ok {
+		return 0, false
+	}
 	for _, c := range capability.ListKnown() {
-		if capName(c) == name {
+		if s := c.String(); len(s) == len(rest) && isUpperOf(rest, s) {
 			return c, true
 		}
 	}
 	return 0, false
+}
+
+func upperASCII(b byte) byte {
+	if 'a' <= b && b <= 'z' {
+		return b - ('a' - 'A')
+	}
+	return b
+}
+
+// isUpperOf reports whether s is lower in ASCII capitals; the two are as long.
+func isUpperOf(s, lower string) bool {
+	for i := range len(s) {
+		if s[i] != upperASCII(lower[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // NormalizeCap returns the canonical form of a capability name as docker accepts it: any
@@ -82,7 +114,8 @@ func SupportedCapabilities() ([]string, error) {
 // tweakCapabilities is docker's rule for the capability list of a container: everything in
 // all for a privileged one; otherwise the defaults minus drop plus add, where --cap-add ALL
 // means all but the dropped ones and --cap-drop ALL means only the added ones (add wins).
-// add and drop must be normalized.
+// add and drop must be normalized. all is used only for privileged and --cap-add ALL
+// (Options.Process lists it only then).
 func tweakCapabilities(defaults, all, add, drop []string, privileged bool) []string {
 	switch {
 	case privileged:

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/moby/sys/capability"
 )
 
 func TestNormalizeCap(t *testing.T) {
@@ -27,6 +29,24 @@ func TestNormalizeCap(t *testing.T) {
 	got, err := NormalizeCaps([]string{"chown", "CAP_CHOWN", "kill"})
 	if err != nil || !reflect.DeepEqual(got, []string{"CAP_CHOWN", "CAP_KILL"}) {
 		t.Errorf("NormalizeCaps: %q, %v", got, err)
+	}
+}
+
+// TestCapNames checks the canonical names both ways, for every capability known.
+func TestCapNames(t *testing.T) {
+	for _, c := range capability.ListKnown() {
+		name := capName(c)
+		if want := "CAP_" + strings.ToUpper(c.String()); name != want {
+			t.Errorf("capName(%d) = %q, want %q", c, name, want)
+		}
+		if got, ok := capByName(name); !ok || got != c {
+			t.Errorf("capByName(%q) = %d, %v; want %d", name, got, ok, c)
+		}
+	}
+	for _, bad := range []string{"", "CAP_", "CAP_net_admin", "cap_NET_ADMIN", "NET_ADMIN", "CAP_NET_ADMINS", "CAP_NET_ADMI", "CAP_NET-ADMIN", "CAP_UNKNOWN", "ALL"} {
+		if c, ok := capByName(bad); ok {
+			t.Errorf("capByName(%q) = %d, want none", bad, c)
+		}
 	}
 }
 
@@ -104,8 +124,23 @@ func TestParseSecurityOpt(t *testing.T) {
 		{"seccomp=" + profile, Options{Seccomp: `{"defaultAction":"SCMP_ACT_ALLOW"}`}},
 	} {
 		var o Options
-		if err := o.parseSecurityOpt(tc.opt, readProfile); err != nil || !reflect.DeepEqual(o, tc.want) {
+		err := o.parseSecurityOpt(tc.opt, readProfile)
+		if parsed := o.profile != nil; parsed != strings.HasPrefix(tc.opt, "seccomp="+dir) {
+			t.Errorf("%q: profile kept parsed: %v", tc.opt, parsed)
+		}
+		o.profile = nil
+		if err != nil || !reflect.DeepEqual(o, tc.want) {
 			t.Errorf("%q: %+v, %v; want %+v", tc.opt, o, err, tc.want)
+		}
+	}
+	// A later seccomp= replaces the profile read before.
+	for _, last := range []string{"seccomp=unconfined", "seccomp=builtin"} {
+		var o Options
+		if err := o.parseSecurityOpt("seccomp="+profile, readProfile); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.parseSecurityOpt(last, readProfile); err != nil || o.profile != nil {
+			t.Errorf("profile, then %s: %+v, %v", last, o, err)
 		}
 	}
 	notJSON := filepath.Join(dir, "bad.json")
@@ -118,6 +153,31 @@ func TestParseSecurityOpt(t *testing.T) {
 		if err := o.parseSecurityOpt(bad, readProfile); !errors.Is(err, ErrInvalidSecurityOpt) {
 			t.Errorf("%q: %v, want ErrInvalidSecurityOpt", bad, err)
 		}
+	}
+}
+
+// TestParseFlagsProfile: ParseFlags compiles a profile file's profile as parsed once; the
+// result is what compiling the stored JSON gives (as exec does).
+func TestParseFlagsProfile(t *testing.T) {
+	profile := filepath.Join(t.TempDir(), "p.json")
+	js := `{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","args":[{"index":1,"value":1,"op":"SCMP_CMP_EQ"}]}]}`
+	if err := os.WriteFile(profile, []byte(js), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := ParseFlags(Flags{CapDrop: []string{"ALL"}, SecurityOpt: []string{"seccomp=" + profile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Seccomp != js || o.profile != nil || o.compiled == nil || o.compiled.Seccomp == nil {
+		t.Fatalf("got %+v", o)
+	}
+	stored := Options{CapDrop: o.CapDrop, Seccomp: o.Seccomp}
+	again, err := stored.Process()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(o.compiled, again) {
+		t.Errorf("ParseFlags compiled %+v, the stored options %+v", o.compiled, again)
 	}
 }
 
@@ -150,5 +210,31 @@ func TestProcess(t *testing.T) {
 	}
 	if _, err = (Options{Seccomp: `{"defaultAction":"SCMP_ACT_NOTIFY"}`}).process(held, supported); !errors.Is(err, ErrInvalidProfile) {
 		t.Errorf("bad stored profile: %v", err)
+	}
+}
+
+// TestProcessAllCaps: Process lists the kernel's capabilities only for --privileged and
+// --cap-add ALL; both still get every one (of those fockker holds, for --privileged).
+func TestProcessAllCaps(t *testing.T) {
+	held, err := ownPermitted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	supported, err := SupportedCapabilities()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := CapMask(supported)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Options{Privileged: true}.Process()
+	if err != nil || p.Caps != all&held {
+		t.Fatalf("privileged: %+v, %v; want caps %#x", p, err, all&held)
+	}
+	// --cap-add ALL, without what fockker does not hold (it could not give those).
+	o := Options{CapAdd: []string{allCaps}, CapDrop: capNames(all &^ held), Seccomp: SeccompUnconfined}
+	if p, err = o.Process(); err != nil || p.Caps != all&held {
+		t.Fatalf("--cap-add ALL: %+v, %v; want caps %#x", p, err, all&held)
 	}
 }

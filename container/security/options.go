@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+
+	mseccomp "github.com/moby/profiles/seccomp"
 )
 
 // Options are a container's security settings as the user chose them, validated; they are
@@ -34,6 +37,9 @@ type Options struct {
 	// compiled is what ParseFlags already worked out, so the process that parsed the flags
 	// does not compile the filter twice; it does not travel with the JSON.
 	compiled *Process
+	// profile is Seccomp's profile as parseSecurityOpt parsed it to check it, so that
+	// ParseFlags compiles it without parsing it again (as long as the compile itself).
+	profile *mseccomp.Seccomp
 }
 
 // Flags are the raw values of run's security flags.
@@ -70,7 +76,7 @@ func ParseFlags(f Flags) (Options, error) {
 	if err != nil {
 		return Options{}, err
 	}
-	o.compiled = p
+	o.compiled, o.profile = p, nil
 	return o, nil
 }
 
@@ -103,9 +109,9 @@ func (o *Options) parseSecurityOpt(opt string, read func(string) ([]byte, error)
 		case "":
 			return bad("a profile path, unconfined or builtin is required")
 		case SeccompUnconfined:
-			o.Seccomp = SeccompUnconfined
+			o.Seccomp, o.profile = SeccompUnconfined, nil
 		case SeccompBuiltin:
-			o.Seccomp = ""
+			o.Seccomp, o.profile = "", nil
 		default:
 			data, err := read(value)
 			if err != nil {
@@ -115,10 +121,11 @@ func (o *Options) parseSecurityOpt(opt string, read func(string) ([]byte, error)
 			if err := json.Compact(&buf, data); err != nil {
 				return bad(fmt.Sprintf("%s: %v", value, err))
 			}
-			if _, err := ParseProfile(buf.Bytes()); err != nil {
+			p, err := ParseProfile(buf.Bytes())
+			if err != nil {
 				return bad(fmt.Sprintf("%s: %v", value, err))
 			}
-			o.Seccomp = buf.String()
+			o.Seccomp, o.profile = buf.String(), p
 		}
 	case "label", "apparmor", "systempaths", "writable-cgroups", "mask", "unmask":
 		return bad("not supported by fockker")
@@ -168,9 +175,13 @@ func (o Options) Process() (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	supported, err := SupportedCapabilities()
-	if err != nil {
-		return nil, err
+	// Only --privileged and --cap-add ALL start from every capability the kernel has (see
+	// tweakCapabilities); listing them by name is wasted work for any other container.
+	var supported []string
+	if o.Privileged || slices.Contains(o.CapAdd, allCaps) {
+		if supported, err = SupportedCapabilities(); err != nil {
+			return nil, err
+		}
 	}
 	return o.process(held, supported)
 }
@@ -193,11 +204,20 @@ func (o Options) process(held uint64, supported []string) (*Process, error) {
 		Privileged:      o.Privileged,
 	}
 	if !o.Privileged && o.Seccomp != SeccompUnconfined {
-		if p.Seccomp, err = BuildFilter(o.Seccomp, capNames(caps)); err != nil {
+		if p.Seccomp, err = o.filter(capNames(caps)); err != nil {
 			return nil, fmt.Errorf("seccomp: %w", err)
 		}
 	}
 	return p, nil
+}
+
+// filter compiles o's seccomp profile for a container with caps: the one parseSecurityOpt
+// parsed if there is one, else Seccomp.
+func (o Options) filter(caps []string) (*Filter, error) {
+	if o.profile != nil {
+		return compileFor(o.profile, caps)
+	}
+	return BuildFilter(o.Seccomp, caps)
 }
 
 // CapSets returns the capability sets of a process of the container running as uid.

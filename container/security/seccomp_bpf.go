@@ -228,7 +228,12 @@ func syscallsBlock(nrs []uint32, act retAction) ([]bpf.Instruction, error) {
 	if len(nrs) == 0 {
 		return nil, nil
 	}
-	var b block
+	// Sized up front: a block takes up to 128 calls, one jump and one label each.
+	b := block{
+		insns: make([]bpf.Instruction, 0, len(nrs)+1),
+		jumps: make([]jump, 0, len(nrs)),
+		at:    make([]int, 0, len(nrs)+1),
+	}
 	match, end := b.newLabel(), b.newLabel()
 	for i, nr := range nrs {
 		miss := end
