@@ -5,50 +5,85 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // createLayers makes a container's three overlay directories, each marked with the state root
 // it belongs to (see Prune). Each must be new: a leftover with the same name belongs to
-// something else and is never reused or deleted here.
-func createLayers(roots Roots, name string) (err error) {
+// something else and is never reused or deleted here. The three, in different parents, are
+// made at the same time.
+func createLayers(roots Roots, name string) error {
 	dirs := []string{roots.UpperDir(name), roots.WorkDir(name), roots.MergedDir(name)}
-	var made []string
-	defer func() {
-		if err != nil {
-			for _, d := range made {
+	made := make([]bool, len(dirs))
+	errs := make([]error, len(dirs))
+	var wg sync.WaitGroup
+	for i, d := range dirs {
+		wg.Go(func() { made[i], errs[i] = createLayer(d, roots.State) })
+	}
+	wg.Wait()
+	err := errors.Join(errs...)
+	if err != nil {
+		for i, d := range dirs {
+			if made[i] {
 				os.RemoveAll(d)
 			}
 		}
-	}()
-	for _, d := range dirs {
-		if err := os.MkdirAll(filepath.Dir(d), 0o711); err != nil {
-			return err
-		}
-		if err := os.Mkdir(d, 0o755); err != nil {
-			if errors.Is(err, os.ErrExist) {
-				return fmt.Errorf("%s: %w", d, ErrLayerExists)
-			}
-			return err
-		}
-		made = append(made, d)
-		if err := markLayer(d, roots.State); err != nil {
-			return err
-		}
 	}
-	return nil
+	return err
+}
+
+// createLayer makes one new layer directory and marks it; made says whether the directory
+// was made (and is to be removed on failure).
+func createLayer(dir, stateRoot string) (made bool, err error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
+		return false, err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return false, fmt.Errorf("%s: %w", dir, ErrLayerExists)
+		}
+		return false, err
+	}
+	return true, markLayer(dir, stateRoot)
 }
 
 // removeLayers deletes a container's overlay directories. The overlay itself is mounted only
 // inside the container's mount namespace and went away with it, so there is nothing to
-// unmount here; a directory that is already gone is fine.
+// unmount here; a directory that is already gone is fine. The three, in different parents,
+// are removed at the same time.
 func removeLayers(roots Roots, name string) error {
-	var errs []error
-	for _, d := range []string{roots.MergedDir(name), roots.UpperDir(name), roots.WorkDir(name)} {
-		if err := os.RemoveAll(d); err != nil {
-			errs = append(errs, err)
+	dirs := []string{roots.MergedDir(name), roots.UpperDir(name), roots.WorkDir(name)}
+	errs := make([]error, len(dirs))
+	var wg sync.WaitGroup
+	for i, d := range dirs {
+		wg.Go(func() { errs[i] = removeLayer(d) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// removeLayer removes one layer directory. What an overlay that wrote nothing leaves (an empty
+// upper directory; in the work directory, once unmounted, "work" and, with the volatile
+// option, its "incompat/volatile" marker) goes with one rmdir(2) each; anything else with
+// os.RemoveAll.
+func removeLayer(dir string) error {
+	err := unix.Rmdir(dir)
+	if err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+		for _, sub := range [...]string{"work/incompat/volatile", "work/incompat", "work/work", "work"} {
+			if err := unix.Rmdir(filepath.Join(dir, sub)); err != nil && !errors.Is(err, unix.ENOENT) {
+				break
+			}
+		}
+		if err := unix.Rmdir(dir); err == nil || errors.Is(err, unix.ENOENT) {
+			return nil
 		}
 	}
-	return errors.Join(errs...)
+	return os.RemoveAll(dir)
 }
 
 // mountErr wraps a mount failure with what was being mounted where.
