@@ -37,7 +37,9 @@ func main() {
 // run executes the CLI and turns its outcome into an exit code: the container's own code,
 // docker's 126/127, or 125 for anything that went wrong in fockker.
 func run(args []string) int {
-	err := newApp().Run(context.Background(), args)
+	ctx, stop := withSignals(context.Background(), args)
+	err := newApp().Run(ctx, args)
+	stop()
 	if err == nil {
 		return 0
 	}

@@ -24,8 +24,8 @@ import (
 // runAction is `fockker run`: validate everything, then create and start the container
 // detached (through a watcher) or attached (this process is its parent).
 func runAction(ctx context.Context, cmd *cli.Command) error {
-	sc := catchSignals()
-	defer sc.stop()
+	sc, stop := signalsOf(ctx)
+	defer stop()
 	r, err := roots(cmd)
 	if err != nil {
 		return err
@@ -296,13 +296,15 @@ func runAttached(r container.Roots, spec container.Spec, sc *signalCatcher) erro
 		return err
 	}
 	defer a.close()
-	// Forward what the user's shell sends us to the container, as docker's sig-proxy does.
-	sigs := sc.wait()
-
 	c, err := container.Create(r, spec, a.stdio)
 	if err != nil {
 		return err
 	}
+	// Forward what the user's shell sends us to the container, as docker's sig-proxy does,
+	// from before its command runs. (Catching them started with the process and ended
+	// during Create, which waits for the init anyway; one that came before that ended
+	// fockker like a crash, whose leftovers the collector removes.)
+	sigs := sc.wait()
 	if err := c.Start(); err != nil {
 		if derr := c.Destroy(); derr != nil {
 			logrus.Warnf("container %s: roll back: %v", c.Record.Name, derr)
@@ -422,6 +424,30 @@ type signalCatcher struct {
 	done chan struct{}
 }
 
+// signalsKey is the context key of the signalCatcher that main started.
+type signalsKey struct{}
+
+// withSignals starts catching the signals for the command about to run, args[1] if it is
+// one that passes them on (run, exec): before the command line is even parsed, so that the
+// catching overlaps that too. Call the stop function when the command is done.
+func withSignals(ctx context.Context, args []string) (context.Context, func()) {
+	if len(args) < 2 || (args[1] != "run" && args[1] != "exec") {
+		return ctx, func() {}
+	}
+	sc := catchSignals()
+	return context.WithValue(ctx, signalsKey{}, sc), sc.stop
+}
+
+// signalsOf returns the signalCatcher main started for this command, or, when global flags
+// hid the command from main, one started now; call stop when the command is done.
+func signalsOf(ctx context.Context) (sc *signalCatcher, stop func()) {
+	if sc, ok := ctx.Value(signalsKey{}).(*signalCatcher); ok {
+		return sc, func() {} // main stops it
+	}
+	sc = catchSignals()
+	return sc, sc.stop
+}
+
 // catchSignals starts catching the signals; call wait before anything that must not be
 // interrupted without them being passed on, and stop at the end.
 func catchSignals() *signalCatcher {
@@ -447,8 +473,8 @@ func (c *signalCatcher) stop() {
 
 // execAction is `fockker exec`: run a command in a running container.
 func execAction(ctx context.Context, cmd *cli.Command) error {
-	sc := catchSignals()
-	defer sc.stop()
+	sc, stop := signalsOf(ctx)
+	defer stop()
 	r, err := roots(cmd)
 	if err != nil {
 		return err

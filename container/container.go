@@ -180,20 +180,24 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		c.prepareNetwork()
 	}
 
-	// The layer directories and the cgroup, which do not depend on each other, are made at
-	// the same time.
+	// The layer directories are made while the cgroup is claimed and the init cloned into
+	// it: the init waits for the description of its root until they exist.
 	layersDone := make(chan error, 1)
 	go func() { layersDone <- createLayers(roots, rec.Name) }()
-	cg, claimErr := c.claimCgroup()
-	if err := <-layersDone; err != nil {
+	waitLayers := func() error {
+		if layersDone == nil {
+			return nil
+		}
+		err := <-layersDone
+		layersDone = nil
+		c.layers = err == nil
+		return err
+	}
+	defer waitLayers() // never leave it running under a rollback
+	cg, err := c.claimCgroup()
+	if err != nil {
 		return c, err
 	}
-	c.layers = true
-	pauseAt(pauseRunLayers)
-	if claimErr != nil {
-		return c, claimErr
-	}
-	pauseAt(pauseRunCgroup)
 	cgDone := make(chan error, 1)
 	go func() { cgDone <- cg.Complete() }()
 	defer func() {
@@ -211,6 +215,14 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		stdio.Stdout, stdio.Stderr = f, f
 	}
 	if err := c.startInit(stdio, lower); err != nil {
+		return c, err
+	}
+	if err := waitLayers(); err != nil {
+		return c, err
+	}
+	pauseAt(pauseRunLayers)
+	pauseAt(pauseRunCgroup)
+	if err := c.init.SendRoot(); err != nil {
 		return c, err
 	}
 	// The network needs the init's namespace, not its root: it is attached while the init

@@ -221,14 +221,15 @@ type Init struct {
 	// namespace it runs in), starts it and then calls Started.
 	Cmd    *exec.Cmd
 	ctl    *os.File // our end of the init's fd 3
+	root   []byte   // the root message, until SendRoot
 	status *bufio.Reader
 	stR    *os.File
 	child  []*os.File // the init's ends, closed by Started
 }
 
-// NewInit prepares an init that builds c; its root message is already in the
-// pipe, so nothing blocks however the caller starts the process, or never does.
-// self is a binary linking this package, usually "/proc/self/exe".
+// NewInit prepares an init that builds c. Once started, the init waits for c
+// until SendRoot: it can be started before what it mounts exists. self is a
+// binary linking this package, usually "/proc/self/exe".
 func NewInit(self string, c *InitConfig) (*Init, error) {
 	if !constructorLinked {
 		return nil, ErrUnsupported
@@ -255,20 +256,32 @@ func NewInit(self string, c *InitConfig) (*Init, error) {
 			ExtraFiles: []*os.File{ctlR, stW}, // fds 3 and 4
 		},
 		ctl:    ctlW,
+		root:   frame(data),
 		status: bufio.NewReader(stR),
 		stR:    stR,
 		child:  []*os.File{ctlR, stW},
 	}
-	msg := frame(data)
-	if err := ensurePipeCapacity(ctlW, len(msg)); err != nil {
+	// The whole message fits in the pipe: SendRoot never blocks, even on an init that
+	// died or was never started.
+	if err := ensurePipeCapacity(ctlW, len(in.root)); err != nil {
 		in.Close()
 		return nil, err
 	}
-	if _, err := ctlW.Write(msg); err != nil {
-		in.Close()
-		return nil, fmt.Errorf("init: write config: %w", err)
-	}
 	return in, nil
+}
+
+// SendRoot sends the init the description of its root, which it then builds:
+// the directories it mounts must exist by now. Call it once.
+func (in *Init) SendRoot() error {
+	if in.ctl == nil || in.root == nil {
+		return errors.New("init: root already sent, or the init was closed")
+	}
+	_, err := in.ctl.Write(in.root)
+	in.root = nil
+	if err != nil {
+		return fmt.Errorf("init: write config: %w", err)
+	}
+	return nil
 }
 
 // Started closes the init's ends of the pipes in this process; call it once

@@ -185,6 +185,9 @@ func TestInitBuildsRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := in.SendRoot(); err != nil {
+		t.Fatal(err)
+	}
 	if err := in.Ready(); err != nil {
 		t.Fatalf("ready: %v (stderr %q)", err, errOut.String())
 	}
@@ -224,13 +227,24 @@ func TestInitBuildsRoot(t *testing.T) {
 
 // startTinyInit starts an init on an overlay of dir/lower (made by the caller, or empty) in new
 // mount and PID namespaces, with the root restrictions of a container that is not privileged.
+// The directories it mounts are made only once it runs: it waits for SendRoot.
 func startTinyInit(t *testing.T, dir string) *Init {
 	t.Helper()
+	in := newTinyInit(t, dir)
 	for _, d := range []string{"lower", "upper", "work", "merged"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if err := in.SendRoot(); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// newTinyInit starts startTinyInit's init without sending it its root.
+func newTinyInit(t *testing.T, dir string) *Init {
+	t.Helper()
 	in, err := NewInit(testBinary(t), &InitConfig{
 		Overlay:  "lowerdir=" + dir + "/lower,upperdir=" + dir + "/upper,workdir=" + dir + "/work",
 		Root:     dir + "/merged",
@@ -248,6 +262,31 @@ func startTinyInit(t *testing.T, dir string) *Init {
 		t.Fatal(err)
 	}
 	return in
+}
+
+// TestInitRootOnce: the root is sent once; an init given up before it has its root exits
+// 125 without building anything.
+func TestInitRootOnce(t *testing.T) {
+	requireRoot(t)
+	in := startTinyInit(t, t.TempDir())
+	if err := in.SendRoot(); err == nil {
+		t.Error("a second SendRoot succeeded")
+	}
+	if err := in.Ready(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	early := newTinyInit(t, dir)
+	early.Close()
+	if code := wait(t, early.Cmd); code != ExitSetup {
+		t.Errorf("an init closed before its root: exit %d, want %d", code, ExitSetup)
+	}
+	if err := early.SendRoot(); err == nil {
+		t.Error("SendRoot after Close succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "merged")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("something was made: %v", err)
+	}
 }
 
 // TestInitReportsExecFailure: a command that does not exist is reported with 127.
