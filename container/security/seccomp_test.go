@@ -285,6 +285,78 @@ func TestFilterAgreesWithRules(t *testing.T) {
 	}
 }
 
+// TestFilterSearchCoversEveryNumber: the binary search over syscall numbers gives every 32-bit
+// number what the rules say, not only the numbers of named calls: every number up to past the
+// table, the edges of every range, the x32 bit and the top of the range; and a profile whose
+// rules reach number 0 and the last number has no gap at either end.
+func TestFilterSearchCoversEveryNumber(t *testing.T) {
+	info := amd64(t)
+	byNum := map[uint32]string{}
+	for _, name := range strings.Fields(info.names) {
+		num, _ := info.syscall(name)
+		byNum[num] = name
+	}
+	sel := testSel()
+	p := mseccomp.DefaultProfile()
+	rules, err := selectRules(p, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, _ := parseAction(p.DefaultAction, p.DefaultErrnoRet)
+	f, err := buildFilter(mseccomp.DefaultProfile(), sel, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newVM(t, f)
+	var nums []uint32
+	for n := uint32(0); n < 2048; n++ {
+		nums = append(nums, n)
+	}
+	nums = append(nums, x32SyscallBit-1, x32SyscallBit, x32SyscallBit+1, 1<<31, ^uint32(0)-1, ^uint32(0))
+	for _, num := range nums {
+		for _, args := range [][6]uint64{{}, {1, 2, 3, 4, 5, 6}, {^uint64(0)}} {
+			want := uint32(def)
+			switch name, ok := byNum[num]; {
+			case num >= x32SyscallBit: // x32 calls, and beyond
+				want = wantNOSYS
+			case ok:
+				want = refAction(t, rules, def, name, args)
+			}
+			if got := v.run(t, info.auditArch, num, args[:]...); got != want {
+				t.Fatalf("call %d (%q) args %#x: %#x, want %#x", num, byNum[num], args, got, want)
+			}
+		}
+	}
+	// A search that must end at both edges of the number space (an architecture without
+	// x32 numbers, so that all of them reach it).
+	edge := &ruleSet{}
+	edge.add(retAllow, "first", nil)
+	edge.add(retAllow, "last", nil)
+	edges := &archInfo{auditArch: unix.AUDIT_ARCH_AARCH64, syscall: func(name string) (uint32, bool) {
+		return map[string]uint32{"first": 0, "last": ^uint32(0)}[name], true
+	}}
+	insns, err := assemble(edge, def, edges)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := bpf.Assemble(insns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ef := &Filter{}
+	for _, r := range raw {
+		ef.Program = binary.NativeEndian.AppendUint16(ef.Program, r.Op)
+		ef.Program = append(ef.Program, r.Jt, r.Jf)
+		ef.Program = binary.NativeEndian.AppendUint32(ef.Program, r.K)
+	}
+	ev := newVM(t, ef)
+	for num, want := range map[uint32]uint32{0: wantAllow, 1: uint32(def), 5000: uint32(def), x32SyscallBit: uint32(def), ^uint32(0) - 1: uint32(def), ^uint32(0): wantAllow} {
+		if got := ev.run(t, unix.AUDIT_ARCH_AARCH64, num); got != want {
+			t.Errorf("edge profile: call %#x: %#x, want %#x", num, got, want)
+		}
+	}
+}
+
 func TestSelectRules(t *testing.T) {
 	k := func(a, b uint64) *mseccomp.KernelVersion { return &mseccomp.KernelVersion{Kernel: a, Major: b} }
 	p := &mseccomp.Seccomp{Syscalls: []*mseccomp.Syscall{
