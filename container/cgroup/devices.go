@@ -85,24 +85,35 @@ const insnSize = 8
 
 // The opcodes the device filter uses (class | operation | source).
 const (
-	opLoadW          = unix.BPF_LDX | unix.BPF_MEM | unix.BPF_W // dst = *(u32 *)(src + off)
-	opAndImm32       = unix.BPF_ALU | unix.BPF_AND | unix.BPF_K // dst = u32(dst & imm)
-	opRshImm32       = unix.BPF_ALU | unix.BPF_RSH | unix.BPF_K // dst = u32(dst >> imm)
-	opMovImm32       = unix.BPF_ALU | unix.BPF_MOV | unix.BPF_K // dst = u32(imm)
-	opMovReg32       = unix.BPF_ALU | unix.BPF_MOV | unix.BPF_X // dst = u32(src)
-	opJneImm         = unix.BPF_JMP | unix.BPF_JNE | unix.BPF_K // if dst != imm: pc += off
-	opJneReg         = unix.BPF_JMP | unix.BPF_JNE | unix.BPF_X // if dst != src: pc += off
-	opExit           = unix.BPF_JMP | unix.BPF_EXIT             // return r0
-	allAccess        = unix.BPF_DEVCG_ACC_READ | unix.BPF_DEVCG_ACC_WRITE | unix.BPF_DEVCG_ACC_MKNOD
-	regTmp           = 1 // r1: the context pointer, free once the fields are loaded
-	regType          = 2 // r2: BPF_DEVCG_DEV_CHAR or BPF_DEVCG_DEV_BLOCK
-	regAccess        = 3 // r3: BPF_DEVCG_ACC_* bits of the access asked for
-	regMajor         = 4 // r4
-	regMinor         = 5 // r5
-	regRet           = 0 // r0: the verdict, 1 allows
-	ctxAccess        = 0 // offsets in struct bpf_cgroup_dev_ctx: u32 access_type (type | access << 16)
-	ctxMajor         = 4 // u32 major
-	ctxMinor         = 8 // u32 minor
+	opLoadW    = unix.BPF_LDX | unix.BPF_MEM | unix.BPF_W // dst = *(u32 *)(src + off)
+	opAndImm32 = unix.BPF_ALU | unix.BPF_AND | unix.BPF_K // dst = u32(dst & imm)
+	opRshImm32 = unix.BPF_ALU | unix.BPF_RSH | unix.BPF_K // dst = u32(dst >> imm)
+	opMovImm32 = unix.BPF_ALU | unix.BPF_MOV | unix.BPF_K // dst = u32(imm)
+	opMovReg32 = unix.BPF_ALU | unix.BPF_MOV | unix.BPF_X // dst = u32(src)
+	opJneImm   = unix.BPF_JMP | unix.BPF_JNE | unix.BPF_K // if dst != imm: pc += off
+	opJneReg   = unix.BPF_JMP | unix.BPF_JNE | unix.BPF_X // if dst != src: pc += off
+	opExit     = unix.BPF_JMP | unix.BPF_EXIT             // return r0
+)
+
+// The registers of the device filter.
+const (
+	regRet    = 0 // r0: the verdict, 1 allows
+	regTmp    = 1 // r1: the context pointer, free once the fields are loaded
+	regType   = 2 // r2: BPF_DEVCG_DEV_CHAR or BPF_DEVCG_DEV_BLOCK
+	regAccess = 3 // r3: BPF_DEVCG_ACC_* bits of the access asked for
+	regMajor  = 4 // r4
+	regMinor  = 5 // r5
+)
+
+const (
+	// Offsets in struct bpf_cgroup_dev_ctx: u32 access_type (device type
+	// in the low 16 bits, access in the high ones), u32 major, u32 minor.
+	ctxAccess = 0
+	ctxMajor  = 4
+	ctxMinor  = 8
+
+	allAccess = unix.BPF_DEVCG_ACC_READ | unix.BPF_DEVCG_ACC_WRITE | unix.BPF_DEVCG_ACC_MKNOD
+	// deviceBPFLicense is the program's license (as MODULE_LICENSE).
 	deviceBPFLicense = "Apache"
 )
 
