@@ -7,11 +7,13 @@
 // unified hierarchies, which get the same directory), /sys/fs/cgroup/fockker/NAME
 // on pure v2. The package drives cgroupfs itself, with the same directories
 // and control-file writes as the fs and fs2 managers of
-// github.com/opencontainers/cgroups but without their per-call discovery
-// and read-back: New finds the hierarchies with two statfs(2) and one read
-// of /proc/self/mountinfo, Create makes the directories and writes only the
-// limits asked for, Destroy is one rmdir(2) per directory when the tasks are
-// gone. On v2 the device rules are the library's eBPF program. On top of
+// github.com/opencontainers/cgroups (runc's) but without that library, its
+// per-call discovery and read-back: New finds the hierarchies with two
+// statfs(2) and one read of /proc/self/mountinfo, Create makes the
+// directories and writes only the limits asked for, Destroy is one rmdir(2)
+// per directory when the tasks are gone. On v2 the device rules are an eBPF
+// program of ours with the same instructions as runc's (devices.go, bpf.go),
+// loaded and attached with bpf(2). On top of
 // that it adds ownership (refusing an existing cgroup), a check that every
 // requested limit has its controller, per-limit error messages, rollback,
 // retries for concurrent create/destroy under a shared parent, and a
@@ -30,10 +32,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/opencontainers/cgroups"
-	// Registers the device rule writers: cgroups.DevicesSetV2 loads the
-	// eBPF program that holds the device rules on v2.
-	_ "github.com/opencontainers/cgroups/devices"
 	"golang.org/x/sys/unix"
 )
 
@@ -482,13 +480,19 @@ func (c *Cgroup) writeSetting(dir string, w write) error {
 
 // applyDevices sets the device rules: on v1 by writing them to the devices
 // controller (one open file per control file, one write per rule), on v2
-// by attaching runc's eBPF device filter to the cgroup.
+// by attaching an eBPF device filter to the cgroup. As in runc, only an
+// allow-everything filter (AllDevices) that the kernel refuses is not an
+// error: without it every device is allowed all the same.
 func (c *Cgroup) applyDevices() error {
 	if c.unified {
-		if cgroups.DevicesSetV2 == nil {
-			return errors.New("no cgroup v2 device filter registered")
+		prog, err := deviceFilter(c.limits.deviceRules())
+		if err != nil {
+			return err
 		}
-		return cgroups.DevicesSetV2(c.paths[""], &cgroups.Resources{Devices: c.limits.deviceRules()})
+		if err := attachDeviceFilter(c.paths[""], prog); err != nil && !c.limits.AllDevices {
+			return err
+		}
+		return nil
 	}
 	dir, ok := c.paths["devices"]
 	if !ok {
@@ -573,7 +577,7 @@ func (c *Cgroup) remove() error {
 			errs = append(errs, err)
 			continue
 		}
-		if err := cgroups.RemovePath(p); err != nil {
+		if err := removePath(p); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -122,14 +122,14 @@ func TestPrecheckV1NoDevices(t *testing.T) {
 func TestDeviceRules(t *testing.T) {
 	var got []string
 	for _, r := range (Limits{}).deviceRules() {
-		got = append(got, r.CgroupString())
+		got = append(got, r.String())
 	}
 	want := "c *:* m|b *:* m|c 1:3 rwm|c 1:5 rwm|c 1:7 rwm|c 1:8 rwm|c 1:9 rwm|c 5:0 rwm|c 5:1 rwm|c 5:2 rwm|c 136:* rwm"
 	if strings.Join(got, "|") != want {
 		t.Errorf("default rules %q,\nwant %q", strings.Join(got, "|"), want)
 	}
 	all := (Limits{AllDevices: true}).deviceRules()
-	if len(all) != 1 || all[0].CgroupString() != "a *:* rwm" || !all[0].Allow {
+	if len(all) != 1 || all[0].String() != "a *:* rwm" || !all[0].allow {
 		t.Errorf("all devices: %+v", all)
 	}
 

@@ -8,10 +8,13 @@ package cgroup
 import (
 	"errors"
 	"fmt"
-	"github.com/FishingRodd/fockker/internal/mountinfo"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/FishingRodd/fockker/internal/mountinfo"
 
 	"golang.org/x/sys/unix"
 )
@@ -257,4 +260,53 @@ func populateCpuset(dir string) error {
 		return err
 	}
 	return writeFile(dir+"/"+memsF, mems)
+}
+
+// removePath removes the cgroup dir and any sub-cgroups in it, deepest
+// first, as the cgroups library of runc does: one rmdir(2) when that is
+// enough, else the sub-cgroups, then rmdir again, retrying EBUSY (tasks
+// still leaving) a few times with a doubling delay (1 ms up to 512 ms).
+// Finding dir gone is success.
+func removePath(dir string) error {
+	if err := rmdirCgroup(dir, false); err == nil {
+		return nil
+	}
+	// Sub-cgroups, tasks that are still exiting, or no permission (a
+	// read-only cgroupfs gives EROFS even for a missing dir): reading the
+	// dir tells which.
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := removePath(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return rmdirCgroup(dir, true)
+}
+
+// rmdirCgroup removes an empty cgroup dir; retryBusy retries EBUSY 10 times.
+func rmdirCgroup(dir string, retryBusy bool) error {
+	delay, tries := time.Millisecond, 10
+	for {
+		err := unix.Rmdir(dir)
+		switch {
+		case err == nil, err == unix.ENOENT:
+			return nil
+		case err == unix.EINTR:
+			continue
+		case err == unix.EBUSY && retryBusy && tries > 0:
+			time.Sleep(delay)
+			delay *= 2
+			tries--
+			continue
+		}
+		return &os.PathError{Op: "rmdir", Path: dir, Err: err}
+	}
 }

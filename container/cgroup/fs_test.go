@@ -4,11 +4,11 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
-	"github.com/opencontainers/cgroups"
-	"github.com/opencontainers/cgroups/manager"
+	"golang.org/x/sys/unix"
 )
 
 // A hybrid host with co-mounted cpu,cpuacct (Debian's layout), a second
@@ -52,10 +52,13 @@ func TestV1Mounts(t *testing.T) {
 	}
 }
 
-// TestPathsMatchRunc checks the discovery against the managers of
-// github.com/opencontainers/cgroups on this host: the same directory for
-// every hierarchy, and the same mode. Needs no root: nothing is created.
-func TestPathsMatchRunc(t *testing.T) {
+// TestPathsMatchKernel checks the discovery against the kernel's own list
+// of the hierarchies this process is in (/proc/self/cgroup): a directory
+// for every v1 hierarchy of a subsystem we use and for the unified one
+// (hybrid and v2 hosts), the subsystems of one hierarchy sharing it, each
+// on a cgroup filesystem of the right version. Needs no root: nothing is
+// created.
+func TestPathsMatchKernel(t *testing.T) {
 	if _, err := os.Stat(unifiedRoot); err != nil {
 		t.Skipf("no cgroup filesystem: %v", err)
 	}
@@ -63,25 +66,58 @@ func TestPathsMatchRunc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := manager.New(&cgroups.Cgroup{Path: "/fockker-test-paths/c1", Resources: &cgroups.Resources{}})
+	paths := c.Paths()
+	data, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := mgr.GetPaths(); !maps.Equal(c.Paths(), want) {
-		t.Errorf("Paths() = %v\nrunc's manager: %v", c.Paths(), want)
+	want := map[string]string{} // subsystem -> hierarchy ID
+	for line := range strings.SplitSeq(strings.TrimSpace(string(data)), "\n") {
+		// ID:SUBSYSTEMS:PATH; ID 0 with no subsystems is the unified hierarchy.
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			t.Fatalf("/proc/self/cgroup: bad line %q", line)
+		}
+		if parts[0] == "0" {
+			if Mode() != "v1" {
+				want[""] = "0"
+			}
+			continue
+		}
+		for sub := range strings.SplitSeq(parts[1], ",") {
+			if isV1Subsystem(sub) {
+				want[sub] = parts[0]
+			}
+		}
 	}
-	wantMode := "v1"
-	if cgroups.IsCgroup2UnifiedMode() {
-		wantMode = "v2"
-	} else if cgroups.IsCgroup2HybridMode() {
-		wantMode = "hybrid"
+	hasV1 := len(want) > 1 || (len(want) == 1 && want[""] == "")
+	if (Mode() == "v2") == hasV1 {
+		t.Errorf("Mode() = %s, /proc/self/cgroup:\n%s", Mode(), data)
 	}
-	if Mode() != wantMode {
-		t.Errorf("Mode() = %s, runc says %s", Mode(), wantMode)
+	if !slices.Equal(slices.Sorted(maps.Keys(paths)), slices.Sorted(maps.Keys(want))) {
+		t.Fatalf("Paths() = %v\nthe kernel's hierarchies (subsystem: ID): %v", paths, want)
 	}
-	for sub, p := range c.Paths() {
+	t.Logf("hierarchies (subsystem: ID): %v", want)
+	for sub, p := range paths {
 		if !filepath.IsAbs(p) || filepath.Clean(p) != p || !strings.HasSuffix(p, "/fockker-test-paths/c1") {
 			t.Errorf("%q: unexpected path %q", sub, p)
+		}
+		for other, q := range paths {
+			if (want[sub] == want[other]) != (p == q) {
+				t.Errorf("%q in hierarchy %s at %s, %q in hierarchy %s at %s", sub, want[sub], p, other, want[other], q)
+			}
+		}
+		mnt := filepath.Dir(filepath.Dir(p))
+		var st unix.Statfs_t
+		if err := unix.Statfs(mnt, &st); err != nil {
+			t.Fatal(err)
+		}
+		magic := int64(unix.CGROUP_SUPER_MAGIC)
+		if sub == "" {
+			magic = unix.CGROUP2_SUPER_MAGIC
+		}
+		if int64(st.Type) != magic {
+			t.Errorf("%q: %s is a filesystem of type %#x, want %#x", sub, mnt, st.Type, magic)
 		}
 	}
 }

@@ -2,13 +2,11 @@ package cgroup
 
 import (
 	"fmt"
+	"math"
 	"math/big"
 	"runtime"
 	"strconv"
 	"strings"
-
-	"github.com/opencontainers/cgroups"
-	devices "github.com/opencontainers/cgroups/devices/config"
 )
 
 const (
@@ -45,25 +43,25 @@ type Limits struct {
 }
 
 // deviceRules is the allow list of the container's devices cgroup.
-func (l Limits) deviceRules() []*devices.Rule {
+func (l Limits) deviceRules() []deviceRule {
 	if l.AllDevices {
-		return []*devices.Rule{{Type: devices.WildcardDevice, Major: devices.Wildcard, Minor: devices.Wildcard, Permissions: "rwm", Allow: true}}
+		return []deviceRule{{typ: 'a', major: anyID, minor: anyID, access: "rwm", allow: true}}
 	}
-	rule := func(t devices.Type, major, minor int64, perms devices.Permissions) *devices.Rule {
-		return &devices.Rule{Type: t, Major: major, Minor: minor, Permissions: perms, Allow: true}
+	rule := func(typ byte, major, minor int64, access string) deviceRule {
+		return deviceRule{typ: typ, major: major, minor: minor, access: access, allow: true}
 	}
-	return []*devices.Rule{
-		rule(devices.CharDevice, devices.Wildcard, devices.Wildcard, "m"),
-		rule(devices.BlockDevice, devices.Wildcard, devices.Wildcard, "m"),
-		rule(devices.CharDevice, 1, 3, "rwm"),                  // /dev/null
-		rule(devices.CharDevice, 1, 5, "rwm"),                  // /dev/zero
-		rule(devices.CharDevice, 1, 7, "rwm"),                  // /dev/full
-		rule(devices.CharDevice, 1, 8, "rwm"),                  // /dev/random
-		rule(devices.CharDevice, 1, 9, "rwm"),                  // /dev/urandom
-		rule(devices.CharDevice, 5, 0, "rwm"),                  // /dev/tty
-		rule(devices.CharDevice, 5, 1, "rwm"),                  // /dev/console
-		rule(devices.CharDevice, 5, 2, "rwm"),                  // /dev/ptmx
-		rule(devices.CharDevice, 136, devices.Wildcard, "rwm"), // /dev/pts/*
+	return []deviceRule{
+		rule('c', anyID, anyID, "m"),
+		rule('b', anyID, anyID, "m"),
+		rule('c', 1, 3, "rwm"),       // /dev/null
+		rule('c', 1, 5, "rwm"),       // /dev/zero
+		rule('c', 1, 7, "rwm"),       // /dev/full
+		rule('c', 1, 8, "rwm"),       // /dev/random
+		rule('c', 1, 9, "rwm"),       // /dev/urandom
+		rule('c', 5, 0, "rwm"),       // /dev/tty
+		rule('c', 5, 1, "rwm"),       // /dev/console
+		rule('c', 5, 2, "rwm"),       // /dev/ptmx
+		rule('c', 136, anyID, "rwm"), // /dev/pts/*
 	}
 }
 
@@ -280,10 +278,21 @@ func inRanges(rs []cpuRange, cpu int) bool {
 	return false
 }
 
-// cpuWeight converts v1 cpu.shares to a v2 cpu.weight the way runc does
-// (a quadratic fit mapping 2, 1024 and 262144 to 1, 100 and 10000).
+// cpuWeight converts v1 cpu.shares to a v2 cpu.weight the way runc does:
+// 0 stays 0 (unset); otherwise 10^((l² + 125·l)/612 − 7/34) rounded up,
+// l = log2(shares), a quadratic fit in the log domain that maps 2, 1024 and
+// 262144 to 1, 100 and 10000 (clamped outside that range).
 func cpuWeight(shares uint64) uint64 {
-	return cgroups.ConvertCPUSharesToCgroupV2Value(shares)
+	switch {
+	case shares == 0:
+		return 0
+	case shares <= 2:
+		return 1
+	case shares >= 262144:
+		return 10000
+	}
+	l := math.Log2(float64(shares))
+	return uint64(math.Ceil(math.Pow(10, (l*l+125*l)/612.0-7.0/34.0)))
 }
 
 // setting is one user-visible limit: the controller it needs and the
@@ -363,11 +372,11 @@ func (l Limits) settings(unified bool) []setting {
 func (l Limits) deviceWritesV1() []write {
 	rules := l.deviceRules()
 	if l.AllDevices {
-		return []write{{file: "devices.allow", value: rules[0].CgroupString()}}
+		return []write{{file: "devices.allow", value: rules[0].String()}}
 	}
 	out := []write{{file: "devices.deny", value: "a *:* rwm"}}
 	for _, r := range rules {
-		out = append(out, write{file: "devices.allow", value: r.CgroupString()})
+		out = append(out, write{file: "devices.allow", value: r.String()})
 	}
 	return out
 }

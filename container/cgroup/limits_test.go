@@ -236,9 +236,12 @@ func TestLimitsValidate(t *testing.T) {
 }
 
 func TestCPUWeight(t *testing.T) {
-	// Reference points of runc's conversion: min, default and max map to
-	// cpu.weight's min, default and max.
-	tests := map[uint64]uint64{2: 1, 3: 2, 1024: 100, 262143: 10000, 262144: 10000}
+	// Values of runc's conversion (ConvertCPUSharesToCgroupV2Value of
+	// github.com/opencontainers/cgroups v0.1.0, which this package used
+	// before it had its own): min, default and max map to cpu.weight's min,
+	// default and max; 0 stays unset.
+	tests := map[uint64]uint64{0: 0, 1: 1, 2: 1, 3: 2, 10: 4, 100: 17, 256: 35, 512: 59, 1000: 99, 1024: 100,
+		2048: 174, 4096: 303, 10000: 627, 100000: 4340, 262143: 10000, 262144: 10000, 300000: 10000}
 	for shares, want := range tests {
 		if got := cpuWeight(shares); got != want {
 			t.Errorf("cpuWeight(%d) = %d, want %d", shares, got, want)

@@ -19,15 +19,17 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-
-	"github.com/opencontainers/cgroups"
 )
 
 const helperEnv = "FOCKKER_CGROUP_TEST_HELPER"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) == "alloc" {
+	switch os.Getenv(helperEnv) {
+	case "alloc":
 		allocHelper()
+		return
+	case "devices":
+		devicesHelper()
 		return
 	}
 	os.Exit(m.Run())
@@ -79,7 +81,7 @@ func testParent(t *testing.T) string {
 				entries, _ := os.ReadDir(dir)
 				for _, e := range entries {
 					if e.IsDir() {
-						_ = cgroups.RemovePath(filepath.Join(dir, e.Name()))
+						_ = removePath(filepath.Join(dir, e.Name()))
 					}
 				}
 				_ = os.Remove(dir)
@@ -122,6 +124,28 @@ func assertGone(t *testing.T, c *Cgroup, parentToo bool) {
 			t.Errorf("%q: parent %s still exists", sub, filepath.Dir(p))
 		}
 	}
+}
+
+// procCgroups returns the kernel's view of the cgroups of process pid
+// (/proc/PID/cgroup): subsystem -> path, with "" for the unified hierarchy
+// and each of a hierarchy's subsystems ("cpu", "cpuacct", "name=systemd").
+func procCgroups(pid int) (map[string]string, error) {
+	f := fmt.Sprintf("/proc/%d/cgroup", pid)
+	data, err := os.ReadFile(f)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string)
+	for line := range strings.SplitSeq(strings.TrimSpace(string(data)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			return nil, fmt.Errorf("%s: bad line %q", f, line)
+		}
+		for sub := range strings.SplitSeq(parts[1], ",") {
+			out[sub] = parts[2]
+		}
+	}
+	return out, nil
 }
 
 func readTrim(t *testing.T, dir, file string) string {
@@ -220,7 +244,7 @@ func TestRealCreateLimitsAddDestroy(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The kernel's view: the process is in parent/name in every hierarchy.
-	in, err := cgroups.ParseCgroupFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	in, err := procCgroups(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -863,7 +887,7 @@ func TestRealV2Inner(t *testing.T) {
 	if err := c.Add(cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
-	in, err := cgroups.ParseCgroupFile(fmt.Sprintf("/proc/%d/cgroup", cmd.Process.Pid))
+	in, err := procCgroups(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -885,7 +909,7 @@ func TestRealV2Inner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err = cgroups.ParseCgroupFile(fmt.Sprintf("/proc/%d/cgroup", cmd.Process.Pid))
+	in, err = procCgroups(cmd.Process.Pid)
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	if err != nil {
@@ -932,7 +956,7 @@ func TestRealOpenFDCloneInto(t *testing.T) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	}()
-	in, err := cgroups.ParseCgroupFile(fmt.Sprintf("/proc/%d/cgroup", cmd.Process.Pid))
+	in, err := procCgroups(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
