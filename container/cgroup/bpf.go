@@ -119,23 +119,17 @@ func loadDeviceProgram(code []byte) (int, error) {
 	}
 }
 
-// raiseMemlock lifts RLIMIT_MEMLOCK to unlimited, or where that is not
-// permitted (no CAP_SYS_RESOURCE) to its hard limit, and returns the function
-// that puts the old limit back; nil if it cannot be raised.
+// raiseMemlock lifts RLIMIT_MEMLOCK's soft limit to its hard limit (never above it: that
+// would take CAP_SYS_RESOURCE) and returns the function that puts the old limit back; nil if it
+// cannot be raised.
 func raiseMemlock() (restore func()) {
 	var old unix.Rlimit
-	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &old) != nil || old.Cur == unix.RLIM_INFINITY {
+	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &old) != nil || old.Cur >= old.Max {
 		return nil
 	}
-	raised := unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
+	raised := unix.Rlimit{Cur: old.Max, Max: old.Max}
 	if unix.Setrlimit(unix.RLIMIT_MEMLOCK, &raised) != nil {
-		if old.Cur == old.Max {
-			return nil
-		}
-		raised = unix.Rlimit{Cur: old.Max, Max: old.Max}
-		if unix.Setrlimit(unix.RLIMIT_MEMLOCK, &raised) != nil {
-			return nil
-		}
+		return nil
 	}
 	return func() { _ = unix.Setrlimit(unix.RLIMIT_MEMLOCK, &old) }
 }

@@ -218,29 +218,42 @@ func TestRealDeviceFilterErrors(t *testing.T) {
 	}
 }
 
-// TestRaiseMemlock: the limit is raised for the load only, then restored.
+// TestRaiseMemlock: the soft limit is raised to the hard limit (never above) for the load
+// only, then restored; at the hard limit already, nothing is done.
 func TestRaiseMemlock(t *testing.T) {
-	var before unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &before); err != nil {
+	var orig unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &orig); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Setrlimit(unix.RLIMIT_MEMLOCK, &orig) // back down or up to at most the hard limit
+	if orig.Max == 0 {
+		t.Skip("RLIMIT_MEMLOCK's hard limit is 0")
+	}
+	// Lowering the soft limit is always allowed: start below the hard one.
+	low := unix.Rlimit{Cur: orig.Max / 2, Max: orig.Max}
+	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &low); err != nil {
 		t.Fatal(err)
 	}
 	restore := raiseMemlock()
 	if restore == nil {
-		if before.Cur != unix.RLIM_INFINITY && before.Cur != before.Max {
-			t.Fatalf("not raised from %+v", before)
-		}
-		return
+		t.Fatal("not raised")
 	}
-	var raised unix.Rlimit
+	var raised, after unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &raised); err != nil {
 		t.Fatal(err)
 	}
 	restore()
-	var after unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &after); err != nil {
 		t.Fatal(err)
 	}
-	if raised.Cur <= before.Cur || raised.Cur < before.Max || after != before {
-		t.Errorf("before %+v, raised %+v, after %+v", before, raised, after)
+	if raised != (unix.Rlimit{Cur: orig.Max, Max: orig.Max}) || after != low {
+		t.Errorf("from %+v raised to %+v, restored to %+v", low, raised, after)
+	}
+	at := unix.Rlimit{Cur: orig.Max, Max: orig.Max}
+	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &at); err != nil {
+		t.Fatal(err)
+	}
+	if raiseMemlock() != nil {
+		t.Error("raised at the hard limit")
 	}
 }
