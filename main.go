@@ -37,9 +37,7 @@ func main() {
 // run executes the CLI and turns its outcome into an exit code: the container's own code,
 // docker's 126/127, or 125 for anything that went wrong in fockker.
 func run(args []string) int {
-	ctx, stop := withSignals(context.Background(), args)
-	err := newApp().Run(ctx, args)
-	stop()
+	err := newApp().Run(withSignals(context.Background(), args), args)
 	if err == nil {
 		return 0
 	}

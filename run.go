@@ -429,20 +429,21 @@ type signalsKey struct{}
 
 // withSignals starts catching the signals for the command about to run, args[1] if it is
 // one that passes them on (run, exec): before the command line is even parsed, so that the
-// catching overlaps that too. Call the stop function when the command is done.
-func withSignals(ctx context.Context, args []string) (context.Context, func()) {
+// catching overlaps that too. They stay caught until the process ends with the command:
+// stopping costs the same round trips as starting.
+func withSignals(ctx context.Context, args []string) context.Context {
 	if len(args) < 2 || (args[1] != "run" && args[1] != "exec") {
-		return ctx, func() {}
+		return ctx
 	}
-	sc := catchSignals()
-	return context.WithValue(ctx, signalsKey{}, sc), sc.stop
+	return context.WithValue(ctx, signalsKey{}, catchSignals())
 }
 
 // signalsOf returns the signalCatcher main started for this command, or, when global flags
-// hid the command from main, one started now; call stop when the command is done.
+// hid the command from main (or a test calls the action), one started now; call stop when
+// the command is done.
 func signalsOf(ctx context.Context) (sc *signalCatcher, stop func()) {
 	if sc, ok := ctx.Value(signalsKey{}).(*signalCatcher); ok {
-		return sc, func() {} // main stops it
+		return sc, func() {} // caught until the process ends
 	}
 	sc = catchSignals()
 	return sc, sc.stop
