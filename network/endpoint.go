@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -46,12 +45,10 @@ func (ep *Endpoint) driverConfig() driver.EndpointConfig {
 	return driver.EndpointConfig{ID: ep.ID, HostVeth: ep.HostVeth, IfName: ep.IfName, IP: ep.IP, Ports: ep.Ports}
 }
 
-var validIDRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-
 // validateID checks a container ID, which names a file and, shortened, an
 // interface.
 func validateID(id string) error {
-	if len(id) == 0 || len(id) > maxIDLen || !validIDRE.MatchString(id) {
+	if len(id) == 0 || len(id) > maxIDLen || !validName(id) {
 		return fmt.Errorf("%w %q", ErrInvalidID, id)
 	}
 	return nil

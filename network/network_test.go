@@ -3,10 +3,12 @@ package network
 import (
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -388,5 +390,25 @@ func TestEmptyEndpointRecord(t *testing.T) {
 	}
 	if _, err := m.Endpoints(n.Name); err == nil {
 		t.Fatal("a truncated endpoint record was accepted")
+	}
+}
+
+// validName accepts exactly what the regular expression it replaces did.
+func TestValidNameAsRegexp(t *testing.T) {
+	re := regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+	inputs := []string{"", "a", "A0", "0-", "a.b_c-d", "-a", ".a", "_a", "a b", "a\n", "\na", "a/b", "é", "aé", "a\x00", strings.Repeat("x", 200)}
+	r := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "aZ09_.-/ :\n\x00é"
+	for range 5000 {
+		b := make([]byte, r.IntN(6))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		inputs = append(inputs, string(b))
+	}
+	for _, s := range inputs {
+		if got, want := validName(s), re.MatchString(s); got != want {
+			t.Errorf("validName(%q) = %v, want %v", s, got, want)
+		}
 	}
 }

@@ -4,8 +4,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"net/netip"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -407,6 +410,36 @@ func TestWithFailedLine(t *testing.T) {
 		err := errors.New(msg)
 		if got := withFailedLine(err, script); got != err {
 			t.Errorf("%q became %q", msg, got)
+		}
+	}
+}
+
+// safeWord and failedLine accept exactly what the regular expressions they
+// replace did.
+func TestWordAndLineAsRegexp(t *testing.T) {
+	wordRE := regexp.MustCompile(`^[A-Za-z0-9_.:/,!+=@%-]+$`)
+	lineRE := regexp.MustCompile(`line (\d+) failed`)
+	inputs := []string{"", "line 2 failed", "line  2 failed", "line 2failed", "xline 12 failed: y", "line line 3 failed",
+		"line 4 failed line 5 failed", "line 99999999999999999999 failed", "line -1 failed", "line 7 faile", "a b", "é"}
+	r := rand.New(rand.NewPCG(3, 4))
+	const alphabet = "line 0123 faid:%!-\"\\é"
+	for range 20000 {
+		b := make([]byte, r.IntN(16))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		inputs = append(inputs, string(b))
+	}
+	for _, s := range inputs {
+		if got, want := safeWord(s), wordRE.MatchString(s); got != want {
+			t.Errorf("safeWord(%q) = %v, want %v", s, got, want)
+		}
+		want := 0
+		if m := lineRE.FindStringSubmatch(s); m != nil {
+			want, _ = strconv.Atoi(m[1])
+		}
+		if got := failedLine(s); got != want {
+			t.Errorf("failedLine(%q) = %d, want %d", s, got, want)
 		}
 	}
 }
