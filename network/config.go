@@ -4,7 +4,7 @@
 // State lives under <stateRoot>/network:
 //
 //	.lock                        flocked by every operation
-//	.iptables-cache.json         the rules last read, while nf_tables says unchanged
+//	.iptables-cache              the rules last read, while nf_tables says unchanged
 //	<name>/config.json           the network (Network as JSON)
 //	<name>/ipam/<ip>             one file per allocated address (see package ipam)
 //	<name>/endpoints/<id>.json   one file per attached container (Endpoint as JSON)
@@ -39,7 +39,7 @@ const (
 	lockFileName = ".lock" // not a valid network name, so no clash
 	// iptablesCacheName caches what iptables-save printed (package
 	// iptables); it goes with the last network.
-	iptablesCacheName = ".iptables-cache.json"
+	iptablesCacheName = ".iptables-cache"
 	configFileName    = "config.json"
 	ipamDirName       = "ipam"
 	endpointsDir      = "endpoints"

@@ -16,13 +16,13 @@ const (
 // and every rule in them, the built-in chains and the rules there that
 // carry a comment of ours. It is kept as iptables-save printed it.
 type ruleSet struct {
-	Backend string            `json:"backend"` // backendNFT, backendLegacy or "" if nothing was printed
-	Tables  map[string]*table `json:"tables"`
+	Backend string // backendNFT, backendLegacy or "" if nothing was printed
+	Tables  map[string]*table
 }
 
 type table struct {
-	Chains []string              `json:"chains"`          // declared chains, built-in ones first
-	Rules  map[string][][]string `json:"rules,omitempty"` // chain -> rules, each the words after "-A CHAIN"
+	Chains []string              // declared chains, built-in ones first
+	Rules  map[string][][]string // chain -> rules, each the words after "-A CHAIN"
 }
 
 func newRuleSet() *ruleSet {
