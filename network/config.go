@@ -8,6 +8,7 @@
 //	<name>/config.json           the network (Network as JSON)
 //	<name>/ipam/<ip>             one file per allocated address (see package ipam)
 //	<name>/endpoints/<id>.json   one file per attached container (Endpoint as JSON)
+//	<name>/.spare-endpoint       the file of a removed endpoint, for the next one
 //
 // Every operation works in the network namespace of the calling thread,
 // which is the host's for fockker; a caller that switched namespaces must
@@ -43,6 +44,7 @@ const (
 	configFileName    = "config.json"
 	ipamDirName       = "ipam"
 	endpointsDir      = "endpoints"
+	endpointSpareName = ".spare-endpoint"
 
 	maxIDLen = 128
 	// vethPrefix + up to 11 characters of the container ID fit in 15 bytes.

@@ -338,12 +338,17 @@ func (m *Manager) loadEndpointRecord(netName, id string) (*endpointRecord, error
 	return &rec, nil
 }
 
-// saveEndpoint replaces the stored endpoint atomically (temp file and
-// rename) but syncs nothing. The record exists so that what a container was
-// given (veth, rules, address) can be found after its fockker process died,
-// and the page cache keeps it for that; what a crash of the whole machine
-// may lose of it (the file, or its content: see loadEndpointRecord) is a
-// veth and rules that the crash removed with the kernel's state.
+// saveEndpoint replaces the stored endpoint atomically (a complete file
+// renamed into place) but syncs nothing. The record exists so that what a
+// container was given (veth, rules, address) can be found after its
+// fockker process died, and the page cache keeps it for that; what a crash
+// of the whole machine may lose of it (the file, or its content: see
+// loadEndpointRecord) is a veth and rules that the crash removed with the
+// kernel's state.
+//
+// The file written and renamed is the spare that removeEndpoint left, if
+// there is one, rather than a new temporary file (see ipam.DiskStore on
+// what creating a file costs).
 func (m *Manager) saveEndpoint(rec *endpointRecord) error {
 	ep := &rec.Endpoint
 	b, err := json.MarshalIndent(rec, "", "  ")
@@ -353,15 +358,56 @@ func (m *Manager) saveEndpoint(rec *endpointRecord) error {
 	if err := os.MkdirAll(m.endpointDir(ep.Network), 0o755); err != nil {
 		return fmt.Errorf("network %s: %w", ep.Network, err)
 	}
-	if err := atomicfile.Write(m.endpointPath(ep.Network, ep.ID), b, 0o644, atomicfile.Replace); err != nil {
+	path := m.endpointPath(ep.Network, ep.ID)
+	if replaceWithSpare(m.endpointSpare(ep.Network), path, b) {
+		return nil
+	}
+	if err := atomicfile.Write(path, b, 0o644, atomicfile.Replace); err != nil {
 		return fmt.Errorf("network %s: write endpoint %s: %w", ep.Network, ep.ID, err)
 	}
 	return nil
 }
 
+// removeEndpoint removes the stored endpoint, keeping its file as the spare
+// unless there is one already.
 func (m *Manager) removeEndpoint(netName, id string) error {
-	if err := os.Remove(m.endpointPath(netName, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	path := m.endpointPath(netName, id)
+	if unix.Renameat2(unix.AT_FDCWD, path, unix.AT_FDCWD, m.endpointSpare(netName), unix.RENAME_NOREPLACE) == nil {
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("network %s: remove endpoint %s: %w", netName, id, err)
 	}
 	return nil
+}
+
+// endpointSpare is where removeEndpoint keeps a removed endpoint's file:
+// beside the endpoints, whose directory holds nothing else.
+func (m *Manager) endpointSpare(netName string) string {
+	return filepath.Join(m.netDir(netName), endpointSpareName)
+}
+
+// replaceWithSpare writes data over the file at spare, in place (cut to
+// data's length if it was longer, never truncated to nothing first, which
+// would make ext4 write it out on close), and renames it to path, and
+// reports whether it did. Without a spare, or on any failure, it does
+// nothing the caller needs to undo: path is untouched.
+func replaceWithSpare(spare, path string, data []byte) bool {
+	fd, err := unix.Open(spare, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return false
+	}
+	var st unix.Stat_t
+	ok := unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG
+	if ok {
+		n, err := unix.Pwrite(fd, data, 0)
+		ok = err == nil && n == len(data)
+	}
+	if ok && st.Size > int64(len(data)) {
+		ok = unix.Ftruncate(fd, int64(len(data))) == nil
+	}
+	if unix.Close(fd) != nil || !ok {
+		return false
+	}
+	return unix.Rename(spare, path) == nil
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/FishingRodd/fockker/network/driver"
 )
 
@@ -410,5 +412,93 @@ func TestValidNameAsRegexp(t *testing.T) {
 		if got, want := validName(s), re.MatchString(s); got != want {
 			t.Errorf("validName(%q) = %v, want %v", s, got, want)
 		}
+	}
+}
+
+// A removed endpoint's file is kept as the spare, and the next endpoint is
+// written into it and renamed into place: no file is created, what is read
+// back is exactly what was written, and the endpoints directory holds the
+// endpoints only.
+func TestEndpointSpare(t *testing.T) {
+	m := NewManager(t.TempDir())
+	n := &Network{Name: "sparenet", Driver: driver.Bridge, Subnet: netip.MustParsePrefix("10.78.0.0/24"),
+		Gateway: netip.MustParseAddr("10.78.0.1"), Bridge: "sparenet"}
+	if err := m.save(n); err != nil {
+		t.Fatal(err)
+	}
+	inode := func(path string) uint64 {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	rec := func(id string, ports ...PortMapping) *endpointRecord {
+		return &endpointRecord{Endpoint: Endpoint{ID: id, Network: n.Name, HostVeth: HostVethName(id), IfName: "eth0",
+			IP: netip.MustParseAddr("10.78.0.2"), Subnet: n.Subnet, Gateway: n.Gateway, Ports: ports}, Process: &process{Pid: 1, Start: 2}}
+	}
+	// The first is created; removing it makes it the spare.
+	if err := m.saveEndpoint(rec("long-container-id", pm(8080, 80, "tcp"), pm(5353, 53, "udp"))); err != nil {
+		t.Fatal(err)
+	}
+	ino := inode(m.endpointPath(n.Name, "long-container-id"))
+	if err := m.removeEndpoint(n.Name, "long-container-id"); err != nil {
+		t.Fatal(err)
+	}
+	if inode(m.endpointSpare(n.Name)) != ino {
+		t.Fatal("the spare is not the removed file")
+	}
+	for _, id := range []string{"c1", "a-longer-container-id-than-before"} {
+		want := rec(id)
+		if err := m.saveEndpoint(want); err != nil {
+			t.Fatal(err)
+		}
+		path := m.endpointPath(n.Name, id)
+		if inode(path) != ino {
+			t.Fatalf("%s was created, not renamed from the spare", id)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantJSON, _ := json.MarshalIndent(want, "", "  ")
+		if string(b) != string(wantJSON) {
+			t.Fatalf("stored %s, want %s", b, wantJSON)
+		}
+		got, err := m.loadEndpointRecord(n.Name, id)
+		if err != nil || got.ID != id || got.Process.Start != 2 || len(got.Ports) != 0 {
+			t.Fatalf("loaded %+v, %v", got, err)
+		}
+		if ents, _ := os.ReadDir(m.endpointDir(n.Name)); len(ents) != 1 {
+			t.Fatalf("endpoints directory: %v", ents)
+		}
+		if _, err := os.Stat(m.endpointSpare(n.Name)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("spare still there: %v", err)
+		}
+		if err := m.removeEndpoint(n.Name, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Two removed: one spare, the other file deleted; removing again is
+	// success.
+	for _, id := range []string{"d1", "d2"} {
+		if err := m.saveEndpoint(rec(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"d1", "d2", "d2"} {
+		if err := m.removeEndpoint(n.Name, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ents, _ := os.ReadDir(m.endpointDir(n.Name)); len(ents) != 0 {
+		t.Fatalf("endpoints left: %v", ents)
+	}
+	if _, err := os.Stat(m.endpointSpare(n.Name)); err != nil {
+		t.Fatal(err)
+	}
+	if eps, err := m.Endpoints(n.Name); err != nil || len(eps) != 0 {
+		t.Fatalf("Endpoints = %v, %v", eps, err)
 	}
 }

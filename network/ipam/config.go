@@ -13,6 +13,7 @@ import (
 const (
 	lockFileName         = "lock"
 	lastReservedFileName = "last_reserved_ip"
+	spareFileName        = "spare"
 )
 
 // Sentinel errors, checked with errors.Is.

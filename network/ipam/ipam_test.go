@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // memStore is an in-memory Store for allocator tests.
@@ -465,4 +467,109 @@ func TestConcurrentProcesses(t *testing.T) {
 		}
 	}
 	checkUnique(t, dir, 100)
+}
+
+// A released reservation file becomes the spare, blank, and the next
+// reservation is that file renamed: no file is created, and no file but
+// the reservations holds an owner's ID. Only one spare is kept.
+func TestDiskStoreSpare(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ipam")
+	s, err := NewDiskStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := NewAllocator(mustRange(t, "10.5.0.0/24", "10.5.0.1"), s)
+	inode := func(name string) uint64 {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(dir, name), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	// files returns the directory's files and their content.
+	files := func() map[string]string {
+		t.Helper()
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, e := range ents {
+			if e.Name() == lockFileName || e.Name() == lastReservedFileName {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[e.Name()] = string(b)
+		}
+		return out
+	}
+	if _, err := a.Allocate("first-owner"); err != nil { // 10.5.0.2, created
+		t.Fatal(err)
+	}
+	ino := inode("10.5.0.2")
+	if err := a.Release("first-owner"); err != nil {
+		t.Fatal(err)
+	}
+	if got := files(); len(got) != 1 || strings.TrimSpace(got[spareFileName]) != "" || len(got[spareFileName]) != len("first-owner") {
+		t.Fatalf("after release: %q", got)
+	}
+	if inode(spareFileName) != ino {
+		t.Fatal("the spare is not the released file")
+	}
+	for _, c := range []struct{ id, ip string }{{"c2", "10.5.0.3"}, {"a-much-longer-owner-id", "10.5.0.4"}, {"c4", "10.5.0.5"}} {
+		ip, err := a.Allocate(c.id)
+		if err != nil || ip.String() != c.ip {
+			t.Fatalf("Allocate(%s) = %s, %v; want %s", c.id, ip, err, c.ip)
+		}
+		if got := files(); len(got) != 1 || got[c.ip] != c.id {
+			t.Fatalf("after allocating %s: %q", c.id, got)
+		}
+		if inode(c.ip) != ino {
+			t.Fatalf("%s was created, not renamed from the spare", c.ip)
+		}
+		if err := a.Release(c.id); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Two released at once: one spare, the other file removed.
+	for _, id := range []string{"x1", "x2"} {
+		if _, err := a.Allocate(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := files(); len(got) != 2 || got["10.5.0.6"] != "x1" || got["10.5.0.7"] != "x2" {
+		t.Fatalf("two reservations: %q", got)
+	}
+	for _, id := range []string{"x1", "x2"} {
+		if err := a.Release(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := files(); len(got) != 1 || strings.TrimSpace(got[spareFileName]) != "" {
+		t.Fatalf("after two releases: %q", got)
+	}
+
+	// An address taken behind our back: the spare stays, the next one is
+	// reserved with it.
+	if err := os.WriteFile(filepath.Join(dir, "10.5.0.8"), []byte("other"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Reserve("y", netip.MustParseAddr("10.5.0.8")); ok || err != nil {
+		t.Fatalf("Reserve of a taken address = %v, %v", ok, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, spareFileName)); err != nil {
+		t.Fatalf("spare gone: %v", err)
+	}
+	if ip, err := a.Allocate("y"); err != nil || ip.String() != "10.5.0.9" {
+		t.Fatalf("Allocate(y) = %s, %v", ip, err)
+	}
+	all, err := a.Allocations()
+	if err != nil || len(all) != 2 || all[netip.MustParseAddr("10.5.0.8")] != "other" || all[netip.MustParseAddr("10.5.0.9")] != "y" {
+		t.Fatalf("allocations = %v, %v", all, err)
+	}
 }
