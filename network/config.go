@@ -5,10 +5,15 @@
 //
 //	.lock                        flocked by every operation
 //	.iptables-cache              the rules last read, while nf_tables says unchanged
+//	.spare-cache/address         a released address file, blank, for the next address
+//	.spare-cache/endpoint        a removed endpoint file, for the next endpoint
 //	<name>/config.json           the network (Network as JSON)
 //	<name>/ipam/<ip>             one file per allocated address (see package ipam)
 //	<name>/endpoints/<id>.json   one file per attached container (Endpoint as JSON)
-//	<name>/.spare-endpoint       the file of a removed endpoint, for the next one
+//
+// The spares are files kept to be renamed into place rather than created
+// (see ipam.DiskStore on why); like the cache of the rules they are no
+// state, and go with the last network.
 //
 // Every operation works in the network namespace of the calling thread,
 // which is the host's for fockker; a caller that switched namespaces must
@@ -44,7 +49,8 @@ const (
 	configFileName    = "config.json"
 	ipamDirName       = "ipam"
 	endpointsDir      = "endpoints"
-	endpointSpareName = ".spare-endpoint"
+	// spareDirName holds the spare files, shared by every network.
+	spareDirName = ".spare-cache"
 
 	maxIDLen = 128
 	// vethPrefix + up to 11 characters of the container ID fit in 15 bytes.

@@ -359,7 +359,7 @@ func (m *Manager) saveEndpoint(rec *endpointRecord) error {
 		return fmt.Errorf("network %s: %w", ep.Network, err)
 	}
 	path := m.endpointPath(ep.Network, ep.ID)
-	if replaceWithSpare(m.endpointSpare(ep.Network), path, b) {
+	if replaceWithSpare(m.spare("endpoint"), path, b) {
 		return nil
 	}
 	if err := atomicfile.Write(path, b, 0o644, atomicfile.Replace); err != nil {
@@ -372,7 +372,7 @@ func (m *Manager) saveEndpoint(rec *endpointRecord) error {
 // unless there is one already.
 func (m *Manager) removeEndpoint(netName, id string) error {
 	path := m.endpointPath(netName, id)
-	if unix.Renameat2(unix.AT_FDCWD, path, unix.AT_FDCWD, m.endpointSpare(netName), unix.RENAME_NOREPLACE) == nil {
+	if keepAsSpare(path, m.spare("endpoint")) {
 		return nil
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -381,10 +381,18 @@ func (m *Manager) removeEndpoint(netName, id string) error {
 	return nil
 }
 
-// endpointSpare is where removeEndpoint keeps a removed endpoint's file:
-// beside the endpoints, whose directory holds nothing else.
-func (m *Manager) endpointSpare(netName string) string {
-	return filepath.Join(m.netDir(netName), endpointSpareName)
+// spare returns the path of the spare file called name.
+func (m *Manager) spare(name string) string { return filepath.Join(m.root, spareDirName, name) }
+
+// keepAsSpare renames path to spare unless spare exists, making the spares'
+// directory if it is missing (and path is there), and reports whether it
+// did.
+func keepAsSpare(path, spare string) bool {
+	err := unix.Renameat2(unix.AT_FDCWD, path, unix.AT_FDCWD, spare, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.ENOENT) && lexists(path) && os.Mkdir(filepath.Dir(spare), 0o755) == nil {
+		err = unix.Renameat2(unix.AT_FDCWD, path, unix.AT_FDCWD, spare, unix.RENAME_NOREPLACE)
+	}
+	return err == nil
 }
 
 // replaceWithSpare writes data over the file at spare, in place (cut to
@@ -410,4 +418,10 @@ func replaceWithSpare(spare, path string, data []byte) bool {
 		return false
 	}
 	return unix.Rename(spare, path) == nil
+}
+
+// lexists reports whether there is a directory entry at path.
+func lexists(path string) bool {
+	var st unix.Stat_t
+	return unix.Lstat(path, &st) == nil
 }

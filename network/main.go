@@ -122,13 +122,16 @@ func (h *host) driver(name string) (driver.Driver, error) {
 }
 
 // removeChainsIfUnused removes fockker's iptables chains once no rule is
-// left in them, and with them the cache of the rules.
+// left in them, and with them the cache of the rules and the spare files.
 func (m *Manager) removeChainsIfUnused(h *host) error {
 	removed, err := h.Tables.RemoveChains()
 	if err != nil || !removed {
 		return err
 	}
 	if err := os.Remove(m.iptablesCache()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("network state: %w", err)
+	}
+	if err := os.RemoveAll(filepath.Join(m.root, spareDirName)); err != nil {
 		return fmt.Errorf("network state: %w", err)
 	}
 	return nil

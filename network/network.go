@@ -163,7 +163,7 @@ func (m *Manager) save(n *Network) error {
 }
 
 func (m *Manager) allocator(n *Network) (*ipam.Allocator, error) {
-	store, err := ipam.NewDiskStore(m.ipamDir(n.Name))
+	store, err := ipam.NewDiskStore(m.ipamDir(n.Name), m.spare("address"))
 	if err != nil {
 		return nil, fmt.Errorf("network %s: %w", n.Name, err)
 	}

@@ -438,6 +438,14 @@ func TestEndpointSpare(t *testing.T) {
 		return &endpointRecord{Endpoint: Endpoint{ID: id, Network: n.Name, HostVeth: HostVethName(id), IfName: "eth0",
 			IP: netip.MustParseAddr("10.78.0.2"), Subnet: n.Subnet, Gateway: n.Gateway, Ports: ports}, Process: &process{Pid: 1, Start: 2}}
 	}
+	// Removing what is not there makes nothing, not even the spares'
+	// directory.
+	if err := m.removeEndpoint(n.Name, "none"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(m.spare("endpoint"))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("spares' directory made: %v", err)
+	}
 	// The first is created; removing it makes it the spare.
 	if err := m.saveEndpoint(rec("long-container-id", pm(8080, 80, "tcp"), pm(5353, 53, "udp"))); err != nil {
 		t.Fatal(err)
@@ -446,7 +454,7 @@ func TestEndpointSpare(t *testing.T) {
 	if err := m.removeEndpoint(n.Name, "long-container-id"); err != nil {
 		t.Fatal(err)
 	}
-	if inode(m.endpointSpare(n.Name)) != ino {
+	if inode(m.spare("endpoint")) != ino {
 		t.Fatal("the spare is not the removed file")
 	}
 	for _, id := range []string{"c1", "a-longer-container-id-than-before"} {
@@ -473,7 +481,7 @@ func TestEndpointSpare(t *testing.T) {
 		if ents, _ := os.ReadDir(m.endpointDir(n.Name)); len(ents) != 1 {
 			t.Fatalf("endpoints directory: %v", ents)
 		}
-		if _, err := os.Stat(m.endpointSpare(n.Name)); !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(m.spare("endpoint")); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("spare still there: %v", err)
 		}
 		if err := m.removeEndpoint(n.Name, id); err != nil {
@@ -495,7 +503,7 @@ func TestEndpointSpare(t *testing.T) {
 	if ents, _ := os.ReadDir(m.endpointDir(n.Name)); len(ents) != 0 {
 		t.Fatalf("endpoints left: %v", ents)
 	}
-	if _, err := os.Stat(m.endpointSpare(n.Name)); err != nil {
+	if _, err := os.Stat(m.spare("endpoint")); err != nil {
 		t.Fatal(err)
 	}
 	if eps, err := m.Endpoints(n.Name); err != nil || len(eps) != 0 {

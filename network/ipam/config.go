@@ -13,7 +13,6 @@ import (
 const (
 	lockFileName         = "lock"
 	lastReservedFileName = "last_reserved_ip"
-	spareFileName        = "spare"
 )
 
 // Sentinel errors, checked with errors.Is.

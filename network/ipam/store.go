@@ -17,13 +17,13 @@ import (
 // "lock" file flocked for the whole of every operation; and a
 // "last_reserved_ip" file for round-robin allocation.
 //
-// A released reservation file is not deleted but blanked and kept as
-// "spare", unless there is one already, and the next reservation renames
-// the spare into place (renameat2 RENAME_NOREPLACE, which fails like an
-// O_EXCL create if the address is taken) instead of creating a file: on
-// some file systems creating a file costs far more than renaming one (ext4
-// without a journal looks for a free inode past every recently deleted one,
-// up to a millisecond on a busy machine).
+// A store made with a spare path keeps a released reservation file, blanked,
+// as the spare, unless there is one already, and the next reservation
+// renames the spare into place (renameat2 RENAME_NOREPLACE, which fails
+// like an O_EXCL create if the address is taken) instead of creating a
+// file: on some file systems creating a file costs far more than renaming
+// one (ext4 without a journal looks for a free inode past every recently
+// deleted one, up to a millisecond on a busy machine).
 //
 // A DiskStore may be shared by goroutines, and any number of DiskStores, in
 // any number of processes, may use the same directory.
@@ -40,7 +40,8 @@ import (
 // counts as free (Reserve takes it over); an owner that is gone holds its
 // address until it is released, as after any crash.
 type DiskStore struct {
-	dir string
+	dir   string
+	spare string // "" for none
 
 	mu   sync.Mutex // held between Lock and Unlock
 	lock *os.File
@@ -48,12 +49,17 @@ type DiskStore struct {
 
 var _ Store = (*DiskStore)(nil)
 
-// NewDiskStore returns a store kept in dir, creating dir if needed.
-func NewDiskStore(dir string) (*DiskStore, error) {
+// NewDiskStore returns a store kept in dir, creating dir if needed. If
+// spare is not "", released reservation files are kept there, one at a
+// time, for the next reservation to rename into place (see DiskStore): it
+// is a path on dir's file system, outside dir or named like no address,
+// that nothing but DiskStores uses; its directory is made when first
+// needed.
+func NewDiskStore(dir, spare string) (*DiskStore, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("ipam: create store: %w", err)
 	}
-	return &DiskStore{dir: dir}, nil
+	return &DiskStore{dir: dir, spare: spare}, nil
 }
 
 // Dir returns the directory the store lives in.
@@ -100,14 +106,15 @@ func (s *DiskStore) ipPath(ip netip.Addr) string {
 	return filepath.Join(s.dir, ip.String())
 }
 
-func (s *DiskStore) sparePath() string { return filepath.Join(s.dir, spareFileName) }
-
 // Reserve renames the spare, or else creates a file with O_EXCL, to the
 // address's file and writes id into it. A file left empty (see DiskStore)
 // is taken over.
 func (s *DiskStore) Reserve(id string, ip netip.Addr) (bool, error) {
 	path := s.ipPath(ip)
-	err := unix.Renameat2(unix.AT_FDCWD, s.sparePath(), unix.AT_FDCWD, path, unix.RENAME_NOREPLACE)
+	var err error = unix.ENOENT
+	if s.spare != "" {
+		err = unix.Renameat2(unix.AT_FDCWD, s.spare, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE)
+	}
 	switch {
 	case err == nil:
 		if err := writeOwner(path, id); err != nil {
@@ -119,7 +126,7 @@ func (s *DiskStore) Reserve(id string, ip netip.Addr) (bool, error) {
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOSYS):
 		// No spare, or no renameat2 here: create the file.
 	default:
-		return false, &os.LinkError{Op: "rename", Old: s.sparePath(), New: path, Err: err}
+		return false, &os.LinkError{Op: "rename", Old: s.spare, New: path, Err: err}
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o644)
 	if errors.Is(err, os.ErrExist) {
@@ -171,6 +178,9 @@ func writeOwner(path, id string) error {
 // it blanked but could not rename is free (see DiskStore) and is left to
 // the caller to delete.
 func (s *DiskStore) keepAsSpare(path string) bool {
+	if s.spare == "" {
+		return false
+	}
 	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return false
@@ -185,7 +195,17 @@ func (s *DiskStore) keepAsSpare(path string) bool {
 	if unix.Close(fd) != nil || !ok {
 		return false
 	}
-	return unix.Renameat2(unix.AT_FDCWD, path, unix.AT_FDCWD, s.sparePath(), unix.RENAME_NOREPLACE) == nil
+	return keep(path, s.spare)
+}
+
+// keep renames path to spare unless spare exists, making spare's directory
+// if it is missing (and path is there), and reports whether it did.
+func keep(path, spare string) bool {
+	err := unix.Renameat2(unix.AT_FDCWD, path, unix.AT_FDCWD, spare, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.ENOENT) && lexists(path) && os.Mkdir(filepath.Dir(spare), 0o755) == nil {
+		err = unix.Renameat2(unix.AT_FDCWD, path, unix.AT_FDCWD, spare, unix.RENAME_NOREPLACE)
+	}
+	return err == nil
 }
 
 // takeOver writes id into the existing reservation file at path if it is
@@ -231,7 +251,7 @@ func (s *DiskStore) Allocations() (map[netip.Addr]string, error) {
 	for _, e := range entries {
 		ip, err := netip.ParseAddr(e.Name())
 		if err != nil || !e.Type().IsRegular() {
-			continue // lock, last_reserved_ip, spare, temp files
+			continue // lock, last_reserved_ip, temp files
 		}
 		b, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
 		if err != nil {
@@ -283,4 +303,10 @@ func (s *DiskStore) SetLastReserved(ip netip.Addr) (err error) {
 	}()
 	_, err = f.WriteAt([]byte(fmt.Sprintf("%-*s\n", lastReservedWidth, ip)), 0)
 	return err
+}
+
+// lexists reports whether there is a directory entry at path.
+func lexists(path string) bool {
+	var st unix.Stat_t
+	return unix.Lstat(path, &st) == nil
 }
