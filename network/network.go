@@ -100,7 +100,7 @@ func (m *Manager) endpointDir(name string) string { return filepath.Join(m.netDi
 
 // load reads the stored config of a network whose name is valid.
 func (m *Manager) load(name string) (*Network, error) {
-	b, err := os.ReadFile(m.configPath(name))
+	b, err := readFile(m.configPath(name))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
