@@ -351,10 +351,7 @@ func (m *Manager) loadEndpointRecord(netName, id string) (*endpointRecord, error
 // what creating a file costs).
 func (m *Manager) saveEndpoint(rec *endpointRecord) error {
 	ep := &rec.Endpoint
-	b, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return err
-	}
+	b := marshalRecord(rec)
 	if err := os.MkdirAll(m.endpointDir(ep.Network), 0o755); err != nil {
 		return fmt.Errorf("network %s: %w", ep.Network, err)
 	}
@@ -366,6 +363,85 @@ func (m *Manager) saveEndpoint(rec *endpointRecord) error {
 		return fmt.Errorf("network %s: write endpoint %s: %w", ep.Network, ep.ID, err)
 	}
 	return nil
+}
+
+// marshalRecord returns what json.MarshalIndent(rec, "", "  ") does,
+// written out by hand: encoding/json spends some 0.2 ms building its
+// encoders for the type in each new process, on the path of every run.
+// Strings that would need escaping are left to encoding/json.
+func marshalRecord(rec *endpointRecord) []byte {
+	ep := &rec.Endpoint
+	b := make([]byte, 0, 512)
+	b = append(b, "{\n"...)
+	str := func(indent, key, v string) {
+		b = append(b, indent+`"`+key+`": `...)
+		b = appendJSONString(b, v)
+		b = append(b, ",\n"...)
+	}
+	num := func(indent, key string, v uint64, last bool) {
+		b = append(b, indent+`"`+key+`": `...)
+		b = strconv.AppendUint(b, v, 10)
+		if !last {
+			b = append(b, ',')
+		}
+		b = append(b, '\n')
+	}
+	str("  ", "id", ep.ID)
+	str("  ", "network", ep.Network)
+	str("  ", "host_veth", ep.HostVeth)
+	str("  ", "ifname", ep.IfName)
+	str("  ", "ip", textOf(ep.IP))
+	str("  ", "subnet", textOf(ep.Subnet))
+	str("  ", "gateway", textOf(ep.Gateway))
+	if len(ep.Ports) > 0 {
+		b = append(b, `  "ports": [`+"\n"...)
+		for i, p := range ep.Ports {
+			b = append(b, "    {\n"...)
+			num("      ", "host_port", uint64(p.HostPort), false)
+			num("      ", "container_port", uint64(p.ContainerPort), false)
+			b = append(b, `      "proto": `...)
+			b = appendJSONString(b, p.Proto)
+			b = append(b, "\n    }"...)
+			if i < len(ep.Ports)-1 {
+				b = append(b, ',')
+			}
+			b = append(b, '\n')
+		}
+		b = append(b, "  ],\n"...)
+	}
+	if p := rec.Process; p != nil {
+		b = append(b, `  "process": {`+"\n"...)
+		b = append(b, `    "pid": `...)
+		b = strconv.AppendInt(b, int64(p.Pid), 10)
+		b = append(b, ",\n"...)
+		num("    ", "start", p.Start, true)
+		b = append(b, "  },\n"...)
+	}
+	// The last member takes no comma.
+	b = append(b[:len(b)-2], "\n}"...)
+	return b
+}
+
+// textOf returns what encoding/json writes for v, a TextMarshaler of
+// package netip whose text never fails.
+func textOf(v interface{ MarshalText() ([]byte, error) }) string {
+	t, _ := v.MarshalText()
+	return string(t)
+}
+
+// appendJSONString appends s as encoding/json writes it: as it is if it is
+// printable ASCII needing no escape (HTML escaping included), otherwise as
+// encoding/json escapes it.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // removeEndpoint removes the stored endpoint, keeping its file as the spare

@@ -532,3 +532,36 @@ func TestReadFile(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+// marshalRecord writes what json.MarshalIndent does, byte for byte.
+func TestMarshalRecord(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	strs := []string{"", "1234567890", "fockker0", "veth123", "eth0", "a\"b", `a\b`, "<&>", "é", "\u2028", "\x00\x1f", "\xff", "tab\t"}
+	addrs := []netip.Addr{{}, netip.MustParseAddr("192.168.0.2"), netip.MustParseAddr("10.255.255.254"), netip.MustParseAddr("fd00::1")}
+	prefixes := []netip.Prefix{{}, netip.MustParsePrefix("192.168.0.0/24"), netip.MustParsePrefix("10.0.0.0/8")}
+	pick := func(s []string) string { return s[r.IntN(len(s))] }
+	for i := range 3000 {
+		rec := &endpointRecord{Endpoint: Endpoint{
+			ID: pick(strs), Network: pick(strs), HostVeth: pick(strs), IfName: pick(strs),
+			IP: addrs[r.IntN(len(addrs))], Subnet: prefixes[r.IntN(len(prefixes))], Gateway: addrs[r.IntN(len(addrs))],
+		}}
+		switch i % 3 {
+		case 1:
+			rec.Ports = []PortMapping{}
+		case 2:
+			for range 1 + r.IntN(3) {
+				rec.Ports = append(rec.Ports, PortMapping{HostPort: uint16(r.Uint32()), ContainerPort: uint16(r.Uint32()), Proto: pick([]string{"tcp", "udp", "", "<x>"})})
+			}
+		}
+		if r.IntN(2) == 0 {
+			rec.Process = &process{Pid: r.IntN(1 << 22), Start: r.Uint64()}
+		}
+		want, err := json.MarshalIndent(rec, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := marshalRecord(rec); string(got) != string(want) {
+			t.Fatalf("marshalRecord(%+v) =\n%s\nwant\n%s", rec, got, want)
+		}
+	}
+}
