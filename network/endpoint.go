@@ -331,6 +331,9 @@ func (m *Manager) loadEndpointRecord(netName, id string) (*endpointRecord, error
 			ID: id, Network: netName, HostVeth: HostVethName(id), IfName: driver.ContainerIfName,
 		}}, nil
 	}
+	if rec, ok := decodeRecord(b); ok {
+		return rec, nil
+	}
 	var rec endpointRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return nil, fmt.Errorf("network %s: parse endpoint %s: %w", netName, id, err)

@@ -107,9 +107,12 @@ func (m *Manager) load(name string) (*Network, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network %s: read config: %w", name, err)
 	}
-	var n Network
-	if err := json.Unmarshal(b, &n); err != nil {
-		return nil, fmt.Errorf("network %s: parse %s: %w", name, m.configPath(name), err)
+	n, ok := decodeNetwork(b)
+	if !ok {
+		n = &Network{}
+		if err := json.Unmarshal(b, n); err != nil {
+			return nil, fmt.Errorf("network %s: parse %s: %w", name, m.configPath(name), err)
+		}
 	}
 	if n.Name != name {
 		return nil, fmt.Errorf("network %s: config names %q", name, n.Name)
@@ -117,7 +120,7 @@ func (m *Manager) load(name string) (*Network, error) {
 	if err := n.ipamRange().Validate(); err != nil {
 		return nil, fmt.Errorf("network %s: stored config: %w", name, err)
 	}
-	return &n, nil
+	return n, nil
 }
 
 // list reads every stored network, sorted by name.
