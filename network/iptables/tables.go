@@ -3,14 +3,11 @@ package iptables
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // Tables reads and changes the rules of the calling thread's network
@@ -71,7 +68,7 @@ func (t *Tables) commands() (*commands, error) {
 		if err != nil {
 			return nil, fmt.Errorf("iptables: %w", err)
 		}
-		real, err := realPath(p)
+		real, err := filepath.EvalSymlinks(p)
 		if err != nil {
 			return nil, fmt.Errorf("iptables: %w", err)
 		}
@@ -86,28 +83,6 @@ func (t *Tables) commands() (*commands, error) {
 	}
 	t.cmds = c
 	return c, nil
-}
-
-// realPath returns the absolute path of the file at p with every symbolic
-// link resolved, as the kernel resolved it on opening the file: one open
-// and one readlink, where filepath.EvalSymlinks looks at every component of
-// every link it follows.
-func realPath(p string) (string, error) {
-	fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return "", &os.PathError{Op: "open", Path: p, Err: err}
-	}
-	defer unix.Close(fd)
-	fdPath := "/proc/self/fd/" + strconv.Itoa(fd)
-	real, err := os.Readlink(fdPath)
-	if err != nil {
-		return "", err
-	}
-	if !filepath.IsAbs(real) {
-		// Not a path of this mount namespace ("pipe:[...]" and the like).
-		return "", fmt.Errorf("resolve %s: %s reads %q", p, fdPath, real)
-	}
-	return real, nil
 }
 
 func (t *Tables) run(path string, args []string, stdin string) (string, error) {
