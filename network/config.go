@@ -4,10 +4,16 @@
 // State lives under <stateRoot>/network:
 //
 //	.lock                        flocked by every operation
-//	.iptables-cache.json         the rules last read, while nf_tables says unchanged
+//	.iptables-cache              the rules last read, while nf_tables says unchanged
+//	.spare-cache/address         a released address file, blank, for the next address
+//	.spare-cache/endpoint        a removed endpoint file, for the next endpoint
 //	<name>/config.json           the network (Network as JSON)
 //	<name>/ipam/<ip>             one file per allocated address (see package ipam)
 //	<name>/endpoints/<id>.json   one file per attached container (Endpoint as JSON)
+//
+// The spares are files kept to be renamed into place rather than created
+// (see ipam.DiskStore on why); like the cache of the rules they are no
+// state, and go with the last network.
 //
 // Every operation works in the network namespace of the calling thread,
 // which is the host's for fockker; a caller that switched namespaces must
@@ -39,10 +45,12 @@ const (
 	lockFileName = ".lock" // not a valid network name, so no clash
 	// iptablesCacheName caches what iptables-save printed (package
 	// iptables); it goes with the last network.
-	iptablesCacheName = ".iptables-cache.json"
+	iptablesCacheName = ".iptables-cache"
 	configFileName    = "config.json"
 	ipamDirName       = "ipam"
 	endpointsDir      = "endpoints"
+	// spareDirName holds the spare files, shared by every network.
+	spareDirName = ".spare-cache"
 
 	maxIDLen = 128
 	// vethPrefix + up to 11 characters of the container ID fit in 15 bytes.

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -27,9 +26,11 @@ type Manager struct {
 	root string
 
 	mu sync.Mutex
-	// ensured is the network the last EnsureDefault made sure of, and when,
-	// for a Connect that follows at once (see takeEnsured).
+	// ensured is the network the last EnsureDefault made sure of, its
+	// bridge, and when, for a Connect that follows at once (see
+	// takeEnsured).
 	ensured   *Network
+	ensuredBr driver.BridgeLink
 	ensuredAt time.Time
 }
 
@@ -100,10 +101,10 @@ func (m *Manager) openHost() (*host, error) {
 		return nil, fmt.Errorf("open host network namespace: %w", err)
 	}
 	// The calling thread's namespace: no setns needed.
-	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	nl, err := driver.OpenNetlink()
 	if err != nil {
 		ns.Close()
-		return nil, fmt.Errorf("netlink: %w", err)
+		return nil, err
 	}
 	ipt := iptables.New(m.iptablesCache())
 	return &host{driver.Host{NS: ns, Link: nl, Tables: ipt}}, nil
@@ -121,13 +122,16 @@ func (h *host) driver(name string) (driver.Driver, error) {
 }
 
 // removeChainsIfUnused removes fockker's iptables chains once no rule is
-// left in them, and with them the cache of the rules.
+// left in them, and with them the cache of the rules and the spare files.
 func (m *Manager) removeChainsIfUnused(h *host) error {
 	removed, err := h.Tables.RemoveChains()
 	if err != nil || !removed {
 		return err
 	}
 	if err := os.Remove(m.iptablesCache()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("network state: %w", err)
+	}
+	if err := os.RemoveAll(filepath.Join(m.root, spareDirName)); err != nil {
 		return fmt.Errorf("network state: %w", err)
 	}
 	return nil
@@ -165,7 +169,7 @@ func (m *Manager) Create(name, driverName, subnet string) (*Network, error) {
 			return err
 		}
 		defer h.close()
-		n, err = m.create(h, name, driverName, prefix)
+		n, _, err = m.create(h, name, driverName, prefix)
 		return err
 	})
 	if err != nil {
@@ -175,40 +179,41 @@ func (m *Manager) Create(name, driverName, subnet string) (*Network, error) {
 }
 
 // create does Create's work under the lock.
-func (m *Manager) create(h *host, name, driverName string, prefix netip.Prefix) (_ *Network, retErr error) {
+func (m *Manager) create(h *host, name, driverName string, prefix netip.Prefix) (_ *Network, _ driver.BridgeLink, retErr error) {
+	var none driver.BridgeLink
 	if _, err := os.Stat(m.configPath(name)); err == nil {
-		return nil, fmt.Errorf("%w: %s", ErrExists, name)
+		return nil, none, fmt.Errorf("%w: %s", ErrExists, name)
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("network %s: %w", name, err)
+		return nil, none, fmt.Errorf("network %s: %w", name, err)
 	}
 	taken, err := driver.LinkExists(h.Link, name)
 	if err != nil {
-		return nil, fmt.Errorf("network %s: %w", name, err)
+		return nil, none, fmt.Errorf("network %s: %w", name, err)
 	}
 	if taken {
-		return nil, fmt.Errorf("network %s: %w", name, ErrNameTaken)
+		return nil, none, fmt.Errorf("network %s: %w", name, ErrNameTaken)
 	}
 	others, err := m.list()
 	if err != nil {
-		return nil, err
+		return nil, none, err
 	}
 	occupied, err := driver.HostPrefixes(h.Link, "")
 	if err != nil {
-		return nil, fmt.Errorf("network %s: %w", name, err)
+		return nil, none, fmt.Errorf("network %s: %w", name, err)
 	}
 	if prefix.IsValid() {
 		if err := checkSubnet(prefix, others, occupied); err != nil {
-			return nil, fmt.Errorf("network %s: %w", name, err)
+			return nil, none, fmt.Errorf("network %s: %w", name, err)
 		}
 	} else {
 		prefix, err = pickSubnet(others, occupied)
 		if err != nil {
-			return nil, fmt.Errorf("network %s: %w", name, err)
+			return nil, none, fmt.Errorf("network %s: %w", name, err)
 		}
 	}
 	drv, err := h.driver(driverName)
 	if err != nil {
-		return nil, err
+		return nil, none, err
 	}
 	n := &Network{Name: name, Driver: driverName, Subnet: prefix, Gateway: prefix.Addr().Next(), Bridge: name}
 
@@ -221,12 +226,13 @@ func (m *Manager) create(h *host, name, driverName string, prefix netip.Prefix) 
 		}
 	}()
 	if err := m.save(n); err != nil {
-		return nil, err
+		return nil, none, err
 	}
-	if err := drv.EnsureNetwork(n.driverConfig()); err != nil {
-		return nil, err
+	br, err := drv.EnsureNetwork(n.driverConfig())
+	if err != nil {
+		return nil, none, err
 	}
-	return n, nil
+	return n, br, nil
 }
 
 // List returns every network, sorted by name.
@@ -324,7 +330,10 @@ func (m *Manager) Remove(name string, force bool) error {
 // creating it if it was never created, and re-creating its bridge and
 // rules from the stored config if they are gone (after a reboot, say).
 func (m *Manager) EnsureDefault() (*Network, error) {
-	var n *Network
+	var (
+		n  *Network
+		br driver.BridgeLink
+	)
 	err := m.withLock(unix.LOCK_EX, func() error {
 		h, err := m.openHost()
 		if err != nil {
@@ -333,7 +342,7 @@ func (m *Manager) EnsureDefault() (*Network, error) {
 		defer h.close()
 		n, err = m.load(DefaultName)
 		if errors.Is(err, ErrNotFound) {
-			n, err = m.create(h, DefaultName, driver.Bridge, netip.MustParsePrefix(DefaultSubnet))
+			n, br, err = m.create(h, DefaultName, driver.Bridge, netip.MustParsePrefix(DefaultSubnet))
 			return err
 		}
 		if err != nil {
@@ -343,31 +352,33 @@ func (m *Manager) EnsureDefault() (*Network, error) {
 		if err != nil {
 			return err
 		}
-		return drv.EnsureNetwork(n.driverConfig())
+		br, err = drv.EnsureNetwork(n.driverConfig())
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
-	m.ensured, m.ensuredAt = n, time.Now()
+	m.ensured, m.ensuredBr, m.ensuredAt = n, br, time.Now()
 	m.mu.Unlock()
 	return n, nil
 }
 
 // takeEnsured returns the network that the previous call of m, an
 // EnsureDefault less than ensuredFor ago, made sure of (bridge, address,
-// forwarding, rules), or nil. Connect takes it before it locks, and does not
-// check that network again beyond its bridge being there: run calls the two
-// back to back. Any call that locks forgets it.
-func (m *Manager) takeEnsured() *Network {
+// forwarding, rules), and its bridge, or nil. Connect takes it before it
+// locks, and does not check that network again beyond its bridge being
+// there (a veth can join it): run calls the two back to back. Any call that
+// locks forgets it.
+func (m *Manager) takeEnsured() (*Network, driver.BridgeLink) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := m.ensured
 	m.ensured = nil
 	if n == nil || time.Since(m.ensuredAt) > ensuredFor {
-		return nil
+		return nil, driver.BridgeLink{}
 	}
-	return n
+	return n, m.ensuredBr
 }
 
 // forgetEnsured clears what takeEnsured would find.
@@ -405,10 +416,10 @@ func (m *Manager) Connect(netName, containerID string, pid int, ports []PortMapp
 		return nil, err
 	}
 	ports = slices.Clone(ports)
-	ensured := m.takeEnsured()
+	ensured, br := m.takeEnsured()
 	var ep *Endpoint
 	err := m.withLock(unix.LOCK_EX, func() (err error) {
-		ep, err = m.connect(netName, containerID, pid, ports, ensured)
+		ep, err = m.connect(netName, containerID, pid, ports, ensured, br)
 		return err
 	})
 	if err != nil {
@@ -417,9 +428,9 @@ func (m *Manager) Connect(netName, containerID string, pid int, ports []PortMapp
 	return ep, nil
 }
 
-// connect does Connect's work under the lock; ensured is what takeEnsured
-// returned.
-func (m *Manager) connect(netName, id string, pid int, ports []PortMapping, ensured *Network) (_ *Endpoint, retErr error) {
+// connect does Connect's work under the lock; ensured and its bridge br
+// are what takeEnsured returned.
+func (m *Manager) connect(netName, id string, pid int, ports []PortMapping, ensured *Network, br driver.BridgeLink) (_ *Endpoint, retErr error) {
 	n, err := m.load(netName)
 	if err != nil {
 		return nil, err
@@ -459,14 +470,7 @@ func (m *Manager) connect(netName, id string, pid int, ports []PortMapping, ensu
 		return nil, err
 	}
 	if ensured == nil || *ensured != *n {
-		if err := drv.EnsureNetwork(n.driverConfig()); err != nil {
-			return nil, err
-		}
-	} else if ok, err := driver.LinkExists(h.Link, n.Bridge); err != nil {
-		return nil, fmt.Errorf("connect %s: %w", id, err)
-	} else if !ok {
-		// Gone since EnsureDefault made sure of it: rebuild it.
-		if err := drv.EnsureNetwork(n.driverConfig()); err != nil {
+		if br, err = drv.EnsureNetwork(n.driverConfig()); err != nil {
 			return nil, err
 		}
 	}
@@ -504,7 +508,14 @@ func (m *Manager) connect(netName, id string, pid int, ports []PortMapping, ensu
 	if err := m.saveEndpoint(&endpointRecord{Endpoint: *ep, Process: proc}); err != nil {
 		return nil, err
 	}
-	if err := drv.Connect(n.driverConfig(), ep.driverConfig(), cns); err != nil {
+	err = drv.Connect(n.driverConfig(), ep.driverConfig(), cns, br)
+	if errors.Is(err, driver.ErrNoBridge) {
+		// Gone since EnsureDefault made sure of it: rebuild it.
+		if br, err = drv.EnsureNetwork(n.driverConfig()); err == nil {
+			err = drv.Connect(n.driverConfig(), ep.driverConfig(), cns, br)
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	connected = true

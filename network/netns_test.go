@@ -411,12 +411,15 @@ func snapshot(t *testing.T, ns *netNS, root string) string {
 		b.WriteString(countersRE.ReplaceAllString(ns.run(t, "iptables", "-w", "-t", table, "-S"), ""))
 	}
 	var files []string
-	// The allocator's lock and round-robin hint, and the cache of what
-	// iptables-save printed, may change; allocations, endpoints and configs
-	// may not.
+	// The allocator's lock and round-robin hint, the cache of what
+	// iptables-save printed and the spare files may change; allocations,
+	// endpoints and configs may not.
 	filepath.Walk(root, func(path string, info os.FileInfo, err error) error {
-		if base := filepath.Base(path); base == "lock" || base == "last_reserved_ip" || base == iptablesCacheName {
+		switch filepath.Base(path) {
+		case "lock", "last_reserved_ip", iptablesCacheName:
 			return nil
+		case spareDirName:
+			return filepath.SkipDir
 		}
 		if err == nil {
 			files = append(files, path)

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 
 	"github.com/FishingRodd/fockker/network/driver"
 	"github.com/FishingRodd/fockker/network/ipam"
@@ -37,9 +36,18 @@ func (n *Network) ipamRange() ipam.Range {
 	return ipam.Range{Subnet: n.Subnet, Gateway: n.Gateway}
 }
 
-// validNameRE is what a network name, which is also its bridge's name, may
-// look like.
-var validNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+// validName reports whether s is a letter or digit followed by letters,
+// digits, '_', '.' and '-': what a network name, which is also its bridge's
+// name, and a container ID may look like.
+func validName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || i > 0 && (c == '_' || c == '.' || c == '-')) {
+			return false
+		}
+	}
+	return s != ""
+}
 
 // ValidateName checks that name can name a network and its bridge: at most
 // 15 bytes of [a-zA-Z0-9_.-], starting with a letter or digit, and neither
@@ -50,7 +58,7 @@ func ValidateName(name string) error {
 		return fmt.Errorf("%w: empty", ErrInvalidName)
 	case len(name) > driver.MaxIfNameLen:
 		return fmt.Errorf("%w %q: longer than %d bytes (it names the bridge interface)", ErrInvalidName, name, driver.MaxIfNameLen)
-	case !validNameRE.MatchString(name):
+	case !validName(name):
 		return fmt.Errorf("%w %q: use letters, digits, '_', '.' and '-', starting with a letter or digit", ErrInvalidName, name)
 	case name == NoneName || name == HostName:
 		return fmt.Errorf("%w %q: reserved for run --net", ErrInvalidName, name)
@@ -92,16 +100,19 @@ func (m *Manager) endpointDir(name string) string { return filepath.Join(m.netDi
 
 // load reads the stored config of a network whose name is valid.
 func (m *Manager) load(name string) (*Network, error) {
-	b, err := os.ReadFile(m.configPath(name))
+	b, err := readFile(m.configPath(name))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("network %s: read config: %w", name, err)
 	}
-	var n Network
-	if err := json.Unmarshal(b, &n); err != nil {
-		return nil, fmt.Errorf("network %s: parse %s: %w", name, m.configPath(name), err)
+	n, ok := decodeNetwork(b)
+	if !ok {
+		n = &Network{}
+		if err := json.Unmarshal(b, n); err != nil {
+			return nil, fmt.Errorf("network %s: parse %s: %w", name, m.configPath(name), err)
+		}
 	}
 	if n.Name != name {
 		return nil, fmt.Errorf("network %s: config names %q", name, n.Name)
@@ -109,7 +120,7 @@ func (m *Manager) load(name string) (*Network, error) {
 	if err := n.ipamRange().Validate(); err != nil {
 		return nil, fmt.Errorf("network %s: stored config: %w", name, err)
 	}
-	return &n, nil
+	return n, nil
 }
 
 // list reads every stored network, sorted by name.
@@ -155,7 +166,7 @@ func (m *Manager) save(n *Network) error {
 }
 
 func (m *Manager) allocator(n *Network) (*ipam.Allocator, error) {
-	store, err := ipam.NewDiskStore(m.ipamDir(n.Name))
+	store, err := ipam.NewDiskStore(m.ipamDir(n.Name), m.spare("address"))
 	if err != nil {
 		return nil, fmt.Errorf("network %s: %w", n.Name, err)
 	}

@@ -3,13 +3,17 @@ package network
 import (
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/FishingRodd/fockker/network/driver"
 )
@@ -388,5 +392,176 @@ func TestEmptyEndpointRecord(t *testing.T) {
 	}
 	if _, err := m.Endpoints(n.Name); err == nil {
 		t.Fatal("a truncated endpoint record was accepted")
+	}
+}
+
+// validName accepts exactly what the regular expression it replaces did.
+func TestValidNameAsRegexp(t *testing.T) {
+	re := regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+	inputs := []string{"", "a", "A0", "0-", "a.b_c-d", "-a", ".a", "_a", "a b", "a\n", "\na", "a/b", "é", "aé", "a\x00", strings.Repeat("x", 200)}
+	r := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "aZ09_.-/ :\n\x00é"
+	for range 5000 {
+		b := make([]byte, r.IntN(6))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		inputs = append(inputs, string(b))
+	}
+	for _, s := range inputs {
+		if got, want := validName(s), re.MatchString(s); got != want {
+			t.Errorf("validName(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// A removed endpoint's file is kept as the spare, and the next endpoint is
+// written into it and renamed into place: no file is created, what is read
+// back is exactly what was written, and the endpoints directory holds the
+// endpoints only.
+func TestEndpointSpare(t *testing.T) {
+	m := NewManager(t.TempDir())
+	n := &Network{Name: "sparenet", Driver: driver.Bridge, Subnet: netip.MustParsePrefix("10.78.0.0/24"),
+		Gateway: netip.MustParseAddr("10.78.0.1"), Bridge: "sparenet"}
+	if err := m.save(n); err != nil {
+		t.Fatal(err)
+	}
+	inode := func(path string) uint64 {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	rec := func(id string, ports ...PortMapping) *endpointRecord {
+		return &endpointRecord{Endpoint: Endpoint{ID: id, Network: n.Name, HostVeth: HostVethName(id), IfName: "eth0",
+			IP: netip.MustParseAddr("10.78.0.2"), Subnet: n.Subnet, Gateway: n.Gateway, Ports: ports}, Process: &process{Pid: 1, Start: 2}}
+	}
+	// Removing what is not there makes nothing, not even the spares'
+	// directory.
+	if err := m.removeEndpoint(n.Name, "none"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(m.spare("endpoint"))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("spares' directory made: %v", err)
+	}
+	// The first is created; removing it makes it the spare.
+	if err := m.saveEndpoint(rec("long-container-id", pm(8080, 80, "tcp"), pm(5353, 53, "udp"))); err != nil {
+		t.Fatal(err)
+	}
+	ino := inode(m.endpointPath(n.Name, "long-container-id"))
+	if err := m.removeEndpoint(n.Name, "long-container-id"); err != nil {
+		t.Fatal(err)
+	}
+	if inode(m.spare("endpoint")) != ino {
+		t.Fatal("the spare is not the removed file")
+	}
+	for _, id := range []string{"c1", "a-longer-container-id-than-before"} {
+		want := rec(id)
+		if err := m.saveEndpoint(want); err != nil {
+			t.Fatal(err)
+		}
+		path := m.endpointPath(n.Name, id)
+		if inode(path) != ino {
+			t.Fatalf("%s was created, not renamed from the spare", id)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantJSON, _ := json.MarshalIndent(want, "", "  ")
+		if string(b) != string(wantJSON) {
+			t.Fatalf("stored %s, want %s", b, wantJSON)
+		}
+		got, err := m.loadEndpointRecord(n.Name, id)
+		if err != nil || got.ID != id || got.Process.Start != 2 || len(got.Ports) != 0 {
+			t.Fatalf("loaded %+v, %v", got, err)
+		}
+		if ents, _ := os.ReadDir(m.endpointDir(n.Name)); len(ents) != 1 {
+			t.Fatalf("endpoints directory: %v", ents)
+		}
+		if _, err := os.Stat(m.spare("endpoint")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("spare still there: %v", err)
+		}
+		if err := m.removeEndpoint(n.Name, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Two removed: one spare, the other file deleted; removing again is
+	// success.
+	for _, id := range []string{"d1", "d2"} {
+		if err := m.saveEndpoint(rec(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"d1", "d2", "d2"} {
+		if err := m.removeEndpoint(n.Name, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ents, _ := os.ReadDir(m.endpointDir(n.Name)); len(ents) != 0 {
+		t.Fatalf("endpoints left: %v", ents)
+	}
+	if _, err := os.Stat(m.spare("endpoint")); err != nil {
+		t.Fatal(err)
+	}
+	if eps, err := m.Endpoints(n.Name); err != nil || len(eps) != 0 {
+		t.Fatalf("Endpoints = %v, %v", eps, err)
+	}
+}
+
+// readFile reads files of any size, /proc files (which say they are empty)
+// included, and a missing file is os.ErrNotExist.
+func TestReadFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []int{0, 1, 1023, 1024, 1025, 5000} {
+		want := strings.Repeat("x", n)
+		p := filepath.Join(dir, "f")
+		if err := os.WriteFile(p, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := readFile(p); err != nil || string(b) != want {
+			t.Fatalf("%d bytes: read %d, %v", n, len(b), err)
+		}
+	}
+	if b, err := readFile("/proc/self/stat"); err != nil || !strings.Contains(string(b), ") ") {
+		t.Fatalf("/proc/self/stat: %q, %v", b, err)
+	}
+	if _, err := readFile(filepath.Join(dir, "none")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// marshalRecord writes what json.MarshalIndent does, byte for byte.
+func TestMarshalRecord(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	strs := []string{"", "1234567890", "fockker0", "veth123", "eth0", "a\"b", `a\b`, "<&>", "é", "\u2028", "\x00\x1f", "\xff", "tab\t"}
+	addrs := []netip.Addr{{}, netip.MustParseAddr("192.168.0.2"), netip.MustParseAddr("10.255.255.254"), netip.MustParseAddr("fd00::1")}
+	prefixes := []netip.Prefix{{}, netip.MustParsePrefix("192.168.0.0/24"), netip.MustParsePrefix("10.0.0.0/8")}
+	pick := func(s []string) string { return s[r.IntN(len(s))] }
+	for i := range 3000 {
+		rec := &endpointRecord{Endpoint: Endpoint{
+			ID: pick(strs), Network: pick(strs), HostVeth: pick(strs), IfName: pick(strs),
+			IP: addrs[r.IntN(len(addrs))], Subnet: prefixes[r.IntN(len(prefixes))], Gateway: addrs[r.IntN(len(addrs))],
+		}}
+		switch i % 3 {
+		case 1:
+			rec.Ports = []PortMapping{}
+		case 2:
+			for range 1 + r.IntN(3) {
+				rec.Ports = append(rec.Ports, PortMapping{HostPort: uint16(r.Uint32()), ContainerPort: uint16(r.Uint32()), Proto: pick([]string{"tcp", "udp", "", "<x>"})})
+			}
+		}
+		if r.IntN(2) == 0 {
+			rec.Process = &process{Pid: r.IntN(1 << 22), Start: r.Uint64()}
+		}
+		want, err := json.MarshalIndent(rec, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := marshalRecord(rec); string(got) != string(want) {
+			t.Fatalf("marshalRecord(%+v) =\n%s\nwant\n%s", rec, got, want)
+		}
 	}
 }

@@ -26,7 +26,16 @@ var (
 	// ErrLinkExists means an interface with the wanted name is already there
 	// and is not the kind we would have made.
 	ErrLinkExists = errors.New("interface already exists")
+	// ErrNoBridge means the network's bridge is not there (any more).
+	ErrNoBridge = errors.New("bridge not found")
 )
+
+// BridgeLink is a network's bridge as EnsureNetwork left it: what a veth
+// pair needs to join it.
+type BridgeLink struct {
+	Index int // interface index
+	MTU   int
+}
 
 // NetworkConfig describes a network to a driver.
 type NetworkConfig struct {

@@ -3,7 +3,6 @@ package driver
 import (
 	"fmt"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/FishingRodd/fockker/network/iptables"
@@ -15,14 +14,17 @@ type Driver interface {
 	// Name returns the driver's name, as stored in network configs.
 	Name() string
 	// EnsureNetwork creates whatever of the network is missing on the host
-	// (bridge, address, forwarding, rules), adopting what is there.
-	EnsureNetwork(n NetworkConfig) error
+	// (bridge, address, forwarding, rules), adopting what is there, and
+	// returns the bridge.
+	EnsureNetwork(n NetworkConfig) (BridgeLink, error)
 	// DeleteNetwork removes the network's rules and bridge.
 	DeleteNetwork(n NetworkConfig) error
 	// Connect plugs the network namespace containerNS into the network
-	// with ep's interface names and address. It removes what it made if it
-	// fails.
-	Connect(n NetworkConfig, ep EndpointConfig, containerNS netns.NsHandle) error
+	// with ep's interface names and address. br is the bridge as
+	// EnsureNetwork returned it, or the zero BridgeLink to look it up; a
+	// bridge that is gone gives an error wrapping ErrNoBridge. It removes
+	// what it made if it fails.
+	Connect(n NetworkConfig, ep EndpointConfig, containerNS netns.NsHandle, br BridgeLink) error
 	// Disconnect removes ep's port rules and its host interface. Ports
 	// not listed in ep are not looked for.
 	Disconnect(n NetworkConfig, ep EndpointConfig) error
@@ -37,12 +39,12 @@ type Driver interface {
 	RemovePorts(n NetworkConfig, ep EndpointConfig) error
 }
 
-// Host is what a driver works on: the host's network namespace, a netlink
-// handle in it, and iptables. The calling thread must be in that namespace,
-// since iptables runs there.
+// Host is what a driver works on: the host's network namespace, netlink
+// in it, and iptables. The calling thread must be in that namespace, since
+// iptables runs there.
 type Host struct {
 	NS     netns.NsHandle
-	Link   *netlink.Handle
+	Link   *Netlink
 	Tables *iptables.Tables
 }
 

@@ -13,7 +13,6 @@ import (
 	"unsafe"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -21,11 +20,6 @@ import (
 // dumpRetries bounds retries of netlink dumps interrupted by concurrent
 // changes (NLM_F_DUMP_INTR).
 const dumpRetries = 5
-
-func isNotFound(err error) bool {
-	var nf netlink.LinkNotFoundError
-	return errors.As(err, &nf)
-}
 
 // retryDump calls dump until it is not interrupted, a few times at most.
 func retryDump[T any](dump func() (T, error)) (T, error) {
@@ -44,15 +38,15 @@ func retryDump[T any](dump func() (T, error)) (T, error) {
 
 // LinkExists reports whether an interface called name exists where nl
 // works.
-func LinkExists(nl *netlink.Handle, name string) (bool, error) {
-	_, err := nl.LinkByName(name)
+func LinkExists(nl *Netlink, name string) (bool, error) {
+	_, err := nl.linkByName(name)
 	if err == nil {
 		return true, nil
 	}
-	if isNotFound(err) {
+	if errors.Is(err, errLinkNotFound) {
 		return false, nil
 	}
-	return false, fmt.Errorf("look up interface %s: %w", name, err)
+	return false, err
 }
 
 // Occupied is an IPv4 prefix in use on the host, and what uses it.
@@ -64,7 +58,11 @@ type Occupied struct {
 // HostPrefixes lists the prefixes of every IPv4 address and main-table
 // route (the default route aside) where nl works, leaving out those of the
 // interface called skip.
-func HostPrefixes(nl *netlink.Handle, skip string) ([]Occupied, error) {
+func HostPrefixes(n *Netlink, skip string) ([]Occupied, error) {
+	nl, err := n.Handle()
+	if err != nil {
+		return nil, err
+	}
 	links, err := retryDump(nl.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list interfaces: %w", err)
@@ -101,7 +99,7 @@ func HostPrefixes(nl *netlink.Handle, skip string) ([]Occupied, error) {
 
 // HostConflict describes the first address or route of HostPrefixes that
 // overlaps p, or returns "" if none does.
-func HostConflict(nl *netlink.Handle, p netip.Prefix, skip string) (string, error) {
+func HostConflict(nl *Netlink, p netip.Prefix, skip string) (string, error) {
 	occ, err := HostPrefixes(nl, skip)
 	if err != nil {
 		return "", err
@@ -141,7 +139,7 @@ func ipNet(p netip.Prefix) *net.IPNet {
 // period after it is closed (10 to 20 ms here) and holds its namespace
 // until then, so a container that exits at once would keep its namespace,
 // and with it the veth pair that Disconnect waits for, that much longer.
-func setupVeth(host Host, br netlink.Link, n NetworkConfig, ep EndpointConfig, containerNS netns.NsHandle) (retErr error) {
+func setupVeth(host Host, br BridgeLink, n NetworkConfig, ep EndpointConfig, containerNS netns.NsHandle) (retErr error) {
 	if containerNS.Equal(host.NS) {
 		return ErrSameNamespace
 	}
@@ -151,7 +149,7 @@ func setupVeth(host Host, br netlink.Link, n NetworkConfig, ep EndpointConfig, c
 	}
 	defer unix.Close(fd)
 
-	if err := addVethPair(br, ep, containerNS); err != nil {
+	if err := addVethPair(host.Link, br, ep, containerNS); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("create veth pair %s/%s: %w: %s in the container or %s on the host",
 				ep.IfName, ep.HostVeth, ErrLinkExists, ep.IfName, ep.HostVeth)
@@ -160,8 +158,8 @@ func setupVeth(host Host, br netlink.Link, n NetworkConfig, ep EndpointConfig, c
 	}
 	defer func() {
 		if retErr != nil {
-			if l, err := host.Link.LinkByName(ep.HostVeth); err == nil {
-				retErr = errors.Join(retErr, host.Link.LinkDel(l))
+			if l, err := host.Link.linkByName(ep.HostVeth); err == nil {
+				retErr = errors.Join(retErr, host.Link.deleteLink(l.Index))
 			}
 		}
 	}()
@@ -169,7 +167,7 @@ func setupVeth(host Host, br netlink.Link, n NetworkConfig, ep EndpointConfig, c
 	// gets its packets back through its own port when bridged traffic
 	// passes iptables (br_netfilter); the bridge only allows that in
 	// hairpin mode.
-	if err := setHairpin(ep.HostVeth); err != nil {
+	if err := setHairpin(host.Link, ep.HostVeth); err != nil {
 		return fmt.Errorf("set hairpin mode on %s: %w", ep.HostVeth, err)
 	}
 
@@ -316,46 +314,41 @@ func addDefaultRoute(fd int, name string, gw netip.Addr) error {
 	return nil
 }
 
-// addVethPair sends, in the calling thread's network namespace, the
-// RTM_NEWLINK request of "ip link add ep.HostVeth mtu M txqueuelen 0 master
-// br up type veth peer name ep.IfName mtu M netns containerNS": the pair is
-// made, its host end attached and up in one go, where the library would
-// take four requests.
-func addVethPair(br netlink.Link, ep EndpointConfig, containerNS netns.NsHandle) error {
-	mtu := nl.Uint32Attr(uint32(br.Attrs().MTU))
-	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
-	req.AddData(msg)
-	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(ep.HostVeth)))
-	req.AddData(nl.NewRtAttr(unix.IFLA_MTU, mtu))
+// addVethPair sends the RTM_NEWLINK request of "ip link add ep.HostVeth mtu
+// M txqueuelen 0 master br up type veth peer name ep.IfName mtu M netns
+// containerNS": the pair is made, its host end attached and up in one go,
+// where the library would take four requests.
+func addVethPair(n *Netlink, br BridgeLink, ep EndpointConfig, containerNS netns.NsHandle) error {
+	mtu := u32(uint32(br.MTU))
+	// The container end: up only once paired (ENOTCONN before).
+	peer := ifinfomsg(0, 0, 0)
+	peer = attr(peer, unix.IFLA_IFNAME, cstr(ep.IfName))
+	peer = attr(peer, unix.IFLA_MTU, mtu)
+	peer = attr(peer, unix.IFLA_NET_NS_FD, u32(uint32(containerNS)))
+	info := attr(nil, unix.IFLA_INFO_KIND, []byte("veth"))
+	info = attr(info, unix.IFLA_INFO_DATA|unix.NLA_F_NESTED, attr(nil, vethInfoPeer|unix.NLA_F_NESTED, peer))
+
+	req := ifinfomsg(0, unix.IFF_UP, unix.IFF_UP)
+	req = attr(req, unix.IFLA_IFNAME, cstr(ep.HostVeth))
+	req = attr(req, unix.IFLA_MTU, mtu)
 	// No transmit queue on the host end, as Docker does (veth is noqueue).
-	req.AddData(nl.NewRtAttr(unix.IFLA_TXQLEN, nl.Uint32Attr(0)))
-	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(br.Attrs().Index))))
-	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
-	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
-	peer := info.AddRtAttr(nl.IFLA_INFO_DATA, nil).AddRtAttr(nl.VETH_INFO_PEER, nil)
-	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC) // up only once paired: ENOTCONN before
-	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(ep.IfName))
-	peer.AddRtAttr(unix.IFLA_MTU, mtu)
-	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(containerNS)))
-	req.AddData(info)
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	req = attr(req, unix.IFLA_TXQLEN, u32(0))
+	req = attr(req, unix.IFLA_MASTER, u32(uint32(br.Index)))
+	req = attr(req, unix.IFLA_LINKINFO|unix.NLA_F_NESTED, info)
+	_, err := n.request(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK, req, 0)
 	return err
 }
 
-// setHairpin turns on hairpin mode of the bridge port called name, in the
-// calling thread's network namespace, as "ip link set name type
-// bridge_slave hairpin on" does: by name, so no look-up is needed.
-func setHairpin(name string) error {
-	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
-	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
-	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
-	info.AddRtAttr(nl.IFLA_INFO_SLAVE_KIND, nl.NonZeroTerminated("bridge"))
-	info.AddRtAttr(nl.IFLA_INFO_SLAVE_DATA, nil).AddRtAttr(nl.IFLA_BRPORT_MODE, []byte{1})
-	req.AddData(info)
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+// setHairpin turns on hairpin mode of the bridge port called name, as "ip
+// link set name type bridge_slave hairpin on" does: by name, so no look-up
+// is needed.
+func setHairpin(n *Netlink, name string) error {
+	info := attr(nil, unix.IFLA_INFO_SLAVE_KIND, []byte("bridge"))
+	info = attr(info, unix.IFLA_INFO_SLAVE_DATA|unix.NLA_F_NESTED, attr(nil, unix.IFLA_BRPORT_MODE, []byte{1}))
+	req := ifinfomsg(0, 0, 0)
+	req = attr(req, unix.IFLA_IFNAME, cstr(name))
+	req = attr(req, unix.IFLA_LINKINFO|unix.NLA_F_NESTED, info)
+	_, err := n.request(unix.RTM_NEWLINK, unix.NLM_F_ACK, req, 0)
 	return err
 }
 
@@ -374,18 +367,18 @@ func setHairpin(name string) error {
 // vethGoneTimeout (something else holds the namespace), or the container
 // still runs, does it delete the pair itself. Either way the pair is gone,
 // or certain to go, when it returns.
-func deleteVeth(nl *netlink.Handle, name string, exited bool) error {
-	l, err := nl.LinkByName(name)
-	if isNotFound(err) {
+func deleteVeth(nl *Netlink, name string, exited bool) error {
+	l, err := nl.linkByName(name)
+	if errors.Is(err, errLinkNotFound) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("look up %s: %w", name, err)
+		return err
 	}
-	if l.Type() != "veth" {
-		return fmt.Errorf("%w: %s is a %s, not a veth: not removing it", ErrLinkExists, name, l.Type())
+	if l.Kind != "veth" {
+		return fmt.Errorf("%w: %s is a %s, not a veth: not removing it", ErrLinkExists, name, l.kind())
 	}
-	if peerNamespaceDying(l) {
+	if peerNamespaceDying(nl, l) {
 		return nil
 	}
 	if exited {
@@ -397,8 +390,8 @@ func deleteVeth(nl *netlink.Handle, name string, exited bool) error {
 			return nil
 		}
 	}
-	if err := nl.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
-		return fmt.Errorf("delete %s: %w", name, err)
+	if err := nl.deleteLink(l.Index); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }
@@ -407,16 +400,16 @@ func deleteVeth(nl *netlink.Handle, name string, exited bool) error {
 // namespace of veth l's peer is dying or l is gone, for at most timeout, and
 // reports whether either happened. The kernel sends no event for a namespace
 // starting to die, hence the polling.
-func waitNamespaceDying(nl *netlink.Handle, l netlink.Link, timeout time.Duration) (bool, error) {
+func waitNamespaceDying(nl *Netlink, l link, timeout time.Duration) (bool, error) {
 	deadline := time.Now().Add(timeout)
 	for pause := 100 * time.Microsecond; time.Now().Before(deadline); pause = min(2*pause, 5*time.Millisecond) {
 		time.Sleep(pause)
-		if _, err := nl.LinkByIndex(l.Attrs().Index); isNotFound(err) {
+		if _, err := nl.linkByIndex(l.Index); errors.Is(err, errLinkNotFound) {
 			return true, nil
 		} else if err != nil {
-			return false, fmt.Errorf("look up interface %d: %w", l.Attrs().Index, err)
+			return false, err
 		}
-		if peerNamespaceDying(l) {
+		if peerNamespaceDying(nl, l) {
 			return true, nil
 		}
 	}
@@ -433,12 +426,11 @@ const vethGoneTimeout = time.Second
 // IFLA_LINK_NETNSID is then either unassigned or an ID that no longer
 // resolves to a live namespace (RTM_GETNSID answers ENOENT). Any doubt
 // counts as alive.
-func peerNamespaceDying(l netlink.Link) bool {
-	nsid := int64(l.Attrs().NetNsID)
+func peerNamespaceDying(nl *Netlink, l link) bool {
+	nsid := l.NetNsID
 	switch {
 	case nsid == -1:
-		// No IFLA_LINK_NETNSID (the library's default): the peer is in this
-		// namespace.
+		// No IFLA_LINK_NETNSID: the peer is in this namespace.
 		return false
 	case nsid == math.MaxUint32:
 		// NETNSA_NSID_NOT_ASSIGNED (-1 as s32): no live namespace to name.
@@ -446,18 +438,14 @@ func peerNamespaceDying(l netlink.Link) bool {
 	case nsid < 0 || nsid > math.MaxInt32:
 		return false
 	}
-	req := nl.NewNetlinkRequest(unix.RTM_GETNSID, unix.NLM_F_REQUEST)
-	req.AddData(nl.NewRtGenMsg())
-	req.AddData(nl.NewRtAttr(unix.NETNSA_NSID, nl.Uint32Attr(uint32(nsid))))
-	_, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWNSID)
-	return errors.Is(err, unix.ENOENT)
+	return nl.nsidGone(uint32(nsid))
 }
 
 // writeSysctl sets a sysctl of the calling thread's network namespace,
 // e.g. "net/ipv4/ip_forward", if it is not already set to value.
 func writeSysctl(name, value string) error {
 	path := filepath.Join("/proc/sys", name)
-	cur, err := os.ReadFile(path)
+	cur, err := readFile(path)
 	if err == nil && string(cur) == value+"\n" {
 		return nil
 	}
@@ -465,4 +453,31 @@ func writeSysctl(name, value string) error {
 		return fmt.Errorf("set sysctl %s=%s: %w", name, value, err)
 	}
 	return nil
+}
+
+// readFile reads a small file with plain system calls: os.ReadFile adds an
+// fstat, a round of fcntl and epoll_ctl calls, and buffers of its own.
+func readFile(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	b := make([]byte, 0, 1024)
+	for {
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }

@@ -101,6 +101,25 @@ func hostHandle(t *testing.T) *netlink.Handle {
 	return nl
 }
 
+// isNotFound reports whether err is the netlink library's "link not
+// found".
+func isNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf)
+}
+
+// hostNetlink opens a Netlink in the test's namespace, closed when the
+// test ends.
+func hostNetlink(t *testing.T) *Netlink {
+	t.Helper()
+	n, err := OpenNetlink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}
+
 func mustBeGone(t *testing.T, nl *netlink.Handle, name string) {
 	t.Helper()
 	if l, err := nl.LinkByName(name); !isNotFound(err) {
@@ -112,17 +131,20 @@ func mustBeGone(t *testing.T, nl *netlink.Handle, name string) {
 // the pair, both ends, even when wrongly told the container exited.
 func TestDeleteVethLivePeer(t *testing.T) {
 	requireRoot(t)
-	nl := hostHandle(t)
+	nl, rt := hostHandle(t), hostNetlink(t)
 	c := container(t)
 	pair(t, c, "vethlive")
-	l, err := nl.LinkByName("vethlive")
+	l, err := rt.linkByName("vethlive")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if peerNamespaceDying(l) {
+	if l.Kind != "veth" || l.NetNsID < 0 {
+		t.Fatalf("vethlive read as %+v", l)
+	}
+	if peerNamespaceDying(rt, l) {
 		t.Fatal("peer namespace of a running container reported dying")
 	}
-	if err := deleteVeth(nl, "vethlive", false); err != nil {
+	if err := deleteVeth(rt, "vethlive", false); err != nil {
 		t.Fatal(err)
 	}
 	mustBeGone(t, nl, "vethlive")
@@ -133,7 +155,7 @@ func TestDeleteVethLivePeer(t *testing.T) {
 	// Told "exited" while it runs: the kernel never deletes the pair, so
 	// deleteVeth does, after its bound.
 	pair(t, c, "vethlive")
-	if err := deleteVeth(nl, "vethlive", true); err != nil {
+	if err := deleteVeth(rt, "vethlive", true); err != nil {
 		t.Fatal(err)
 	}
 	mustBeGone(t, nl, "vethlive")
@@ -144,28 +166,28 @@ func TestDeleteVethLivePeer(t *testing.T) {
 // which it must do within moments) or the pair is gone, told or not.
 func TestDeleteVethExited(t *testing.T) {
 	requireRoot(t)
-	nl := hostHandle(t)
+	nl, rt := hostHandle(t), hostNetlink(t)
 	for _, exited := range []bool{true, false} {
 		c := container(t)
 		pair(t, c, "vethgone")
-		l, err := nl.LinkByName("vethgone")
+		l, err := rt.linkByName("vethgone")
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.Process.Kill()
 		c.Wait()
-		if err := deleteVeth(nl, "vethgone", exited); err != nil {
+		if err := deleteVeth(rt, "vethgone", exited); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := nl.LinkByIndex(l.Attrs().Index); !isNotFound(err) && !peerNamespaceDying(l) {
+		if _, err := nl.LinkByIndex(l.Index); !isNotFound(err) && !peerNamespaceDying(rt, l) {
 			t.Fatalf("exited=%v: deleteVeth returned with the pair there and its namespace alive", exited)
 		}
-		if gone, err := waitLinkGone(nl, l.Attrs().Index, 5*time.Second); err != nil || !gone {
+		if gone, err := waitLinkGone(nl, l.Index, 5*time.Second); err != nil || !gone {
 			t.Fatalf("exited=%v: the kernel did not delete the pair: %v", exited, err)
 		}
 	}
 	// Nothing to delete is success.
-	if err := deleteVeth(nl, "vethgone", false); err != nil {
+	if err := deleteVeth(rt, "vethgone", false); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -185,8 +207,9 @@ func TestDeleteVethNotAVeth(t *testing.T) {
 			nl.LinkDel(l)
 		}
 	})
+	rt := hostNetlink(t)
 	for _, exited := range []bool{false, true} {
-		if err := deleteVeth(nl, "vethdummy", exited); !errors.Is(err, ErrLinkExists) {
+		if err := deleteVeth(rt, "vethdummy", exited); !errors.Is(err, ErrLinkExists) {
 			t.Fatalf("deleteVeth of a bridge = %v", err)
 		}
 	}

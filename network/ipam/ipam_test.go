@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // memStore is an in-memory Store for allocator tests.
@@ -243,7 +245,7 @@ func TestAllocateStoreError(t *testing.T) {
 
 func TestDiskStoreFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ipam")
-	s, err := NewDiskStore(dir)
+	s, err := NewDiskStore(dir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +270,7 @@ func TestDiskStoreFiles(t *testing.T) {
 		t.Fatalf("last reserved: %q, %v", last, err)
 	}
 	// A fresh store on the same directory sees the same state.
-	s2, _ := NewDiskStore(dir)
+	s2, _ := NewDiskStore(dir, "")
 	a2, _ := NewAllocator(mustRange(t, "192.168.7.0/24", "192.168.7.1"), s2)
 	if _, err := a2.Allocate("ctr1"); !errors.Is(err, ErrAllocated) {
 		t.Fatalf("got %v, want ErrAllocated", err)
@@ -294,7 +296,7 @@ func TestDiskStoreFiles(t *testing.T) {
 // entry that is not a regular file is never taken over.
 func TestDiskStoreEmptyFileIsFree(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ipam")
-	s, err := NewDiskStore(dir)
+	s, err := NewDiskStore(dir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +336,7 @@ func TestDiskStoreEmptyFileIsFree(t *testing.T) {
 
 func checkUnique(t *testing.T, dir string, want int) {
 	t.Helper()
-	s, _ := NewDiskStore(dir)
+	s, _ := NewDiskStore(dir, "")
 	a, _ := NewAllocator(mustRange(t, "10.50.0.0/24", "10.50.0.1"), s)
 	all, err := a.Allocations()
 	if err != nil {
@@ -360,7 +362,7 @@ func checkUnique(t *testing.T, dir string, want int) {
 func TestConcurrentGoroutines(t *testing.T) {
 	dir := t.TempDir()
 	r := mustRange(t, "10.50.0.0/24", "10.50.0.1")
-	shared, _ := NewDiskStore(dir)
+	shared, _ := NewDiskStore(dir, "")
 	var wg sync.WaitGroup
 	ips := make([]netip.Addr, 100)
 	errs := make([]error, 100)
@@ -370,7 +372,7 @@ func TestConcurrentGoroutines(t *testing.T) {
 			defer wg.Done()
 			var s Store = shared
 			if i%2 == 1 {
-				s, _ = NewDiskStore(dir)
+				s, _ = NewDiskStore(dir, "")
 			}
 			a, _ := NewAllocator(r, s)
 			ips[i], errs[i] = a.Allocate(fmt.Sprintf("g%d", i))
@@ -408,7 +410,7 @@ func TestHelperProcess(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := NewDiskStore(dir)
+			s, err := NewDiskStore(dir, "")
 			if err != nil {
 				t.Error(err)
 				return
@@ -465,4 +467,178 @@ func TestConcurrentProcesses(t *testing.T) {
 		}
 	}
 	checkUnique(t, dir, 100)
+}
+
+// A released reservation file becomes the spare, blank, and the next
+// reservation is that file renamed: no file is created, and no file but
+// the reservations holds an owner's ID. Only one spare is kept, and its
+// directory is made when first needed.
+func TestDiskStoreSpare(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ipam")
+	spare := filepath.Join(t.TempDir(), "spares", "address")
+	s, err := NewDiskStore(dir, spare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := NewAllocator(mustRange(t, "10.5.0.0/24", "10.5.0.1"), s)
+	inode := func(path string) uint64 {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	// files returns the files of the directory and the spare, and their
+	// content.
+	files := func() map[string]string {
+		t.Helper()
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, e := range ents {
+			if e.Name() == lockFileName || e.Name() == lastReservedFileName {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[e.Name()] = string(b)
+		}
+		if b, err := os.ReadFile(spare); err == nil {
+			out["spare"] = string(b)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		return out
+	}
+	// Releasing what is not held makes nothing, not even the spare's
+	// directory.
+	if err := s.Release(netip.MustParseAddr("10.5.0.9")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(spare)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("spare's directory made: %v", err)
+	}
+	if _, err := a.Allocate("first-owner"); err != nil { // 10.5.0.2, created
+		t.Fatal(err)
+	}
+	ino := inode(filepath.Join(dir, "10.5.0.2"))
+	if err := a.Release("first-owner"); err != nil {
+		t.Fatal(err)
+	}
+	if got := files(); len(got) != 1 || strings.TrimSpace(got["spare"]) != "" || len(got["spare"]) != len("first-owner") {
+		t.Fatalf("after release: %q", got)
+	}
+	if inode(spare) != ino {
+		t.Fatal("the spare is not the released file")
+	}
+	for _, c := range []struct{ id, ip string }{{"c2", "10.5.0.3"}, {"a-much-longer-owner-id", "10.5.0.4"}, {"c4", "10.5.0.5"}} {
+		ip, err := a.Allocate(c.id)
+		if err != nil || ip.String() != c.ip {
+			t.Fatalf("Allocate(%s) = %s, %v; want %s", c.id, ip, err, c.ip)
+		}
+		if got := files(); len(got) != 1 || got[c.ip] != c.id {
+			t.Fatalf("after allocating %s: %q", c.id, got)
+		}
+		if inode(filepath.Join(dir, c.ip)) != ino {
+			t.Fatalf("%s was created, not renamed from the spare", c.ip)
+		}
+		if err := a.Release(c.id); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Two released at once: one spare, the other file removed.
+	for _, id := range []string{"x1", "x2"} {
+		if _, err := a.Allocate(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := files(); len(got) != 2 || got["10.5.0.6"] != "x1" || got["10.5.0.7"] != "x2" {
+		t.Fatalf("two reservations: %q", got)
+	}
+	for _, id := range []string{"x1", "x2"} {
+		if err := a.Release(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := files(); len(got) != 1 || strings.TrimSpace(got["spare"]) != "" {
+		t.Fatalf("after two releases: %q", got)
+	}
+
+	// An address taken behind our back: the spare stays, the next one is
+	// reserved with it.
+	if err := os.WriteFile(filepath.Join(dir, "10.5.0.8"), []byte("other"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Reserve("y", netip.MustParseAddr("10.5.0.8")); ok || err != nil {
+		t.Fatalf("Reserve of a taken address = %v, %v", ok, err)
+	}
+	if _, err := os.Stat(spare); err != nil {
+		t.Fatalf("spare gone: %v", err)
+	}
+	if ip, err := a.Allocate("y"); err != nil || ip.String() != "10.5.0.9" {
+		t.Fatalf("Allocate(y) = %s, %v", ip, err)
+	}
+	all, err := a.Allocations()
+	if err != nil || len(all) != 2 || all[netip.MustParseAddr("10.5.0.8")] != "other" || all[netip.MustParseAddr("10.5.0.9")] != "y" {
+		t.Fatalf("allocations = %v, %v", all, err)
+	}
+}
+
+// Stores of two ranges sharing one spare, each used by goroutines through
+// stores of their own, allocate and release at once: every reservation
+// file holds its owner, and in the end only the spare is left.
+func TestConcurrentSpare(t *testing.T) {
+	spare := filepath.Join(t.TempDir(), "spares", "address")
+	dirs := []string{filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")}
+	ranges := []Range{mustRange(t, "10.60.0.0/28", "10.60.0.1"), mustRange(t, "10.61.0.0/28", "10.61.0.1")}
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for g := range 8 {
+		wg.Go(func() {
+			s, err := NewDiskStore(dirs[g%2], spare)
+			if err != nil {
+				errs <- err
+				return
+			}
+			a, _ := NewAllocator(ranges[g%2], s)
+			for i := range 50 {
+				id := fmt.Sprintf("g%d-%d", g, i)
+				ip, err := a.Allocate(id)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if b, err := os.ReadFile(filepath.Join(dirs[g%2], ip.String())); err != nil || string(b) != id {
+					errs <- fmt.Errorf("%s of %s holds %q, %v", ip, id, b, err)
+					return
+				}
+				if err := a.Release(id); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, dir := range dirs {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if _, err := netip.ParseAddr(e.Name()); err == nil {
+				t.Errorf("%s left in %s", e.Name(), dir)
+			}
+		}
+	}
+	if b, err := os.ReadFile(spare); err != nil || strings.TrimSpace(string(b)) != "" {
+		t.Fatalf("spare: %q, %v", b, err)
+	}
 }

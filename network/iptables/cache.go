@@ -2,19 +2,18 @@ package iptables
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
-
-// cacheVersion changes whenever the cache's meaning does.
-const cacheVersion = 1
 
 // cacheKey says which ruleset a cached ruleSet is: the boot, the network
 // namespace (its cookie is never reused within a boot), the commands and
@@ -22,22 +21,16 @@ const cacheVersion = 1
 // nf_tables table of the namespace. Another boot, namespace, backend or
 // generation is a miss.
 type cacheKey struct {
-	BootID      string `json:"boot_id"`
-	NetnsCookie uint64 `json:"netns_cookie"`
-	Save        string `json:"save"`
-	Restore     string `json:"restore"`
-	Generation  uint32 `json:"generation"`
-}
-
-type cacheFile struct {
-	Version int      `json:"version"`
-	Key     cacheKey `json:"key"`
-	Rules   *ruleSet `json:"rules"`
+	BootID      string
+	NetnsCookie uint64
+	Save        string
+	Restore     string
+	Generation  uint32
 }
 
 // currentKey returns the key of the ruleset as it is now.
 func currentKey(c *commands) (*cacheKey, error) {
-	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	boot, err := readSmall("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return nil, err
 	}
@@ -54,33 +47,176 @@ func currentKey(c *commands) (*cacheKey, error) {
 	}, nil
 }
 
-// readCache returns the cached ruleSet if it is the one of key, or nil.
-// A missing, unreadable or foreign cache is a miss.
-func (t *Tables) readCache(key *cacheKey) *ruleSet {
-	b, err := os.ReadFile(t.cacheFile)
-	if err != nil {
+// The cache is a text file: a header line with the version, a line with
+// the key, the backend, then the tables as iptables-save would print what
+// the ruleSet holds (chains, then rules), and a last line marking its end.
+// Words are written as they are, or quoted (strconv.Quote) if they hold
+// anything but printable ASCII, are empty, or start with a quote.
+//
+//	# fockker iptables cache 2
+//	key "<boot id>" <netns cookie> "<save>" "<restore>" <generation>
+//	backend nf_tables
+//	*nat
+//	:POSTROUTING
+//	:FOCKKER-POSTROUTING
+//	-A POSTROUTING -m comment --comment fockker:jump -j FOCKKER-POSTROUTING
+//	end
+const (
+	cacheHeader = "# fockker iptables cache 2\n"
+	cacheEnd    = "end\n"
+)
+
+// cacheKeyLine returns the key line of the cache of key.
+func cacheKeyLine(key *cacheKey) string {
+	return "key " + strconv.Quote(key.BootID) + " " + strconv.FormatUint(key.NetnsCookie, 10) + " " +
+		strconv.Quote(key.Save) + " " + strconv.Quote(key.Restore) + " " + strconv.FormatUint(uint64(key.Generation), 10) + "\n"
+}
+
+// needsQuote reports whether w must be quoted in the cache.
+func needsQuote(w string) bool {
+	if w == "" || w[0] == '"' {
+		return true
+	}
+	for i := 0; i < len(w); i++ {
+		if w[i] <= ' ' || w[i] >= 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+func appendWord(b []byte, w string) []byte {
+	if needsQuote(w) {
+		return strconv.AppendQuote(b, w)
+	}
+	return append(b, w...)
+}
+
+// encodeCache returns the cache of rs, the ruleset of key.
+func encodeCache(key *cacheKey, rs *ruleSet) []byte {
+	b := []byte(cacheHeader + cacheKeyLine(key) + "backend ")
+	b = appendWord(b, rs.Backend)
+	b = append(b, '\n')
+	for _, name := range slices.Sorted(maps.Keys(rs.Tables)) {
+		t := rs.Tables[name]
+		b = appendWord(append(b, '*'), name)
+		b = append(b, '\n')
+		for _, c := range t.Chains {
+			b = appendWord(append(b, ':'), c)
+			b = append(b, '\n')
+		}
+		for _, c := range slices.Sorted(maps.Keys(t.Rules)) {
+			for _, r := range t.Rules[c] {
+				b = appendWord(append(b, "-A "...), c)
+				for _, w := range r {
+					b = appendWord(append(b, ' '), w)
+				}
+				b = append(b, '\n')
+			}
+		}
+	}
+	return append(b, cacheEnd...)
+}
+
+// decodeCache returns the ruleSet cached in b if it is the one of key, or
+// nil: another key, or a cache that is malformed or does not end where it
+// should, is a miss.
+func decodeCache(b []byte, key *cacheKey) *ruleSet {
+	s := string(b)
+	head := cacheHeader + cacheKeyLine(key)
+	if !strings.HasPrefix(s, head) || !strings.HasSuffix(s, "\n"+cacheEnd) {
 		return nil
 	}
-	var f cacheFile
-	if json.Unmarshal(b, &f) != nil || f.Version != cacheVersion || f.Key != *key || f.Rules == nil {
-		return nil
+	lines := strings.Split(s[len(head):len(s)-len(cacheEnd)], "\n")
+	if len(lines) < 2 {
+		return nil // no backend line
 	}
-	for _, tb := range f.Rules.Tables {
-		if tb == nil {
+	rs := newRuleSet()
+	var cur *table
+	for i, line := range lines[:len(lines)-1] { // the last is empty
+		switch {
+		case i == 0:
+			w, ok := cacheWords(strings.TrimPrefix(line, "backend "))
+			if !strings.HasPrefix(line, "backend ") || !ok || len(w) != 1 {
+				return nil
+			}
+			rs.Backend = w[0]
+		case line == "":
+			return nil
+		case line[0] == '*':
+			w, ok := cacheWords(line[1:])
+			if !ok || len(w) != 1 || rs.Tables[w[0]] != nil {
+				return nil
+			}
+			cur = rs.table(w[0])
+		case cur == nil:
+			return nil
+		case line[0] == ':':
+			w, ok := cacheWords(line[1:])
+			if !ok || len(w) != 1 {
+				return nil
+			}
+			cur.Chains = append(cur.Chains, w[0])
+		case strings.HasPrefix(line, "-A "):
+			w, ok := cacheWords(line[3:])
+			if !ok || len(w) < 1 {
+				return nil
+			}
+			cur.Rules[w[0]] = append(cur.Rules[w[0]], w[1:])
+		default:
 			return nil
 		}
 	}
-	return f.Rules
+	return rs
+}
+
+// cacheWords splits a line of the cache into words, unquoting quoted ones.
+func cacheWords(line string) ([]string, bool) {
+	var words []string
+	for line != "" {
+		var w string
+		if line[0] == '"' {
+			q, err := strconv.QuotedPrefix(line)
+			if err != nil {
+				return nil, false
+			}
+			if w, err = strconv.Unquote(q); err != nil {
+				return nil, false
+			}
+			line = line[len(q):]
+		} else {
+			i := strings.IndexByte(line, ' ')
+			if i < 0 {
+				i = len(line)
+			}
+			w, line = line[:i], line[i:]
+		}
+		words = append(words, w)
+		if line != "" {
+			if line[0] != ' ' || len(line) == 1 {
+				return nil, false
+			}
+			line = line[1:]
+		}
+	}
+	return words, true
+}
+
+// readCache returns the cached ruleSet if it is the one of key, or nil.
+// A missing, unreadable or foreign cache is a miss.
+func (t *Tables) readCache(key *cacheKey) *ruleSet {
+	b, err := readSmall(t.cacheFile)
+	if err != nil {
+		return nil
+	}
+	return decodeCache(b, key)
 }
 
 // writeCache replaces the cache with rs, the ruleset of key. The file is
 // renamed into place but not synced: a cache lost or torn by a crash is a
 // miss, and after a reboot the boot ID differs anyway.
 func (t *Tables) writeCache(key *cacheKey, rs *ruleSet) (retErr error) {
-	b, err := json.Marshal(cacheFile{Version: cacheVersion, Key: *key, Rules: rs})
-	if err != nil {
-		return fmt.Errorf("iptables cache: %w", err)
-	}
+	b := encodeCache(key, rs)
 	f, err := os.CreateTemp(filepath.Dir(t.cacheFile), "."+filepath.Base(t.cacheFile)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("iptables cache: %w", err)
@@ -101,6 +237,33 @@ func (t *Tables) writeCache(key *cacheKey, rs *ruleSet) (retErr error) {
 		return fmt.Errorf("iptables cache: %w", err)
 	}
 	return nil
+}
+
+// readSmall reads a file of a few pages at most with plain system calls,
+// which os.ReadFile would more than double.
+func readSmall(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	b := make([]byte, 0, 4096)
+	for {
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
+		if len(b) == cap(b) {
+			b = slices.Grow(b, len(b))
+		}
+	}
 }
 
 // nftGeneration returns the nf_tables generation of the calling thread's

@@ -1,7 +1,6 @@
 package iptables
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -106,7 +105,7 @@ func TestEnsureDeleteRemoveChains(t *testing.T) {
 	requireRoot(t)
 	forBackends(t, func(t *testing.T, _ string) { ensureDeleteRemoveChains(t, New("")) })
 	forBackends(t, func(t *testing.T, _ string) {
-		ensureDeleteRemoveChains(t, New(filepath.Join(t.TempDir(), "cache.json")))
+		ensureDeleteRemoveChains(t, New(filepath.Join(t.TempDir(), "cache")))
 	})
 }
 
@@ -244,7 +243,7 @@ func TestSpecsAsSaved(t *testing.T) {
 func TestCache(t *testing.T) {
 	requireRoot(t)
 	forBackends(t, func(t *testing.T, backend string) {
-		cache := filepath.Join(t.TempDir(), "cache.json")
+		cache := filepath.Join(t.TempDir(), "cache")
 		tb := New(cache)
 		netA := NetworkRules("a", "bra", netip.MustParsePrefix("10.1.0.0/24"))
 		port := []Rule{PortRule("c1", "tcp", 8080, netip.MustParseAddrPort("10.1.0.2:80"))}
@@ -307,28 +306,28 @@ func TestCache(t *testing.T) {
 		if backend == backendNFT {
 			// A cache saying a's rules are missing, but for another namespace,
 			// is not believed.
-			b, err := os.ReadFile(cache)
+			c, err := tb.commands()
 			if err != nil {
 				t.Fatal(err)
 			}
-			var f cacheFile
-			if err := json.Unmarshal(b, &f); err != nil {
-				t.Fatal(err)
-			}
-			f.Key.NetnsCookie++
-			f.Key.Generation, err = nftGeneration()
+			key, err := currentKey(c)
 			if err != nil {
 				t.Fatal(err)
 			}
-			f.Rules = newRuleSet()
-			if b, err = json.Marshal(f); err != nil {
-				t.Fatal(err)
-			}
+			foreign := *key
+			foreign.NetnsCookie++
+			b := encodeCache(&foreign, newRuleSet())
 			if err := os.WriteFile(cache, b, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			commands("Ensure with a foreign cache", 1, func() error { return tb.Ensure(netA) })
-			// Nor is a torn one.
+			// Nor is a torn one (the one just written, current).
+			if b, err = os.ReadFile(cache); err != nil {
+				t.Fatal(err)
+			}
+			if decodeCache(b, key) == nil {
+				t.Fatalf("the cache is not current:\n%s", b)
+			}
 			if err := os.WriteFile(cache, b[:len(b)/2], 0o600); err != nil {
 				t.Fatal(err)
 			}

@@ -2,7 +2,6 @@ package iptables
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 )
@@ -17,13 +16,13 @@ const (
 // and every rule in them, the built-in chains and the rules there that
 // carry a comment of ours. It is kept as iptables-save printed it.
 type ruleSet struct {
-	Backend string            `json:"backend"` // backendNFT, backendLegacy or "" if nothing was printed
-	Tables  map[string]*table `json:"tables"`
+	Backend string // backendNFT, backendLegacy or "" if nothing was printed
+	Tables  map[string]*table
 }
 
 type table struct {
-	Chains []string              `json:"chains"`          // declared chains, built-in ones first
-	Rules  map[string][][]string `json:"rules,omitempty"` // chain -> rules, each the words after "-A CHAIN"
+	Chains []string              // declared chains, built-in ones first
+	Rules  map[string][][]string // chain -> rules, each the words after "-A CHAIN"
 }
 
 func newRuleSet() *ruleSet {
@@ -168,14 +167,23 @@ func splitWords(line string) ([]string, error) {
 	return words, nil
 }
 
-// safeWordRE matches the words written to iptables-restore. Our rules are
-// made of names, addresses, numbers and keywords only, so nothing needs
-// quoting; anything else is refused rather than quoted.
-var safeWordRE = regexp.MustCompile(`^[A-Za-z0-9_.:/,!+=@%-]+$`)
+// safeWord reports whether w may be written to iptables-restore: one or
+// more of [A-Za-z0-9_.:/,!+=@%-]. Our rules are made of names, addresses,
+// numbers and keywords only, so nothing needs quoting; anything else is
+// refused rather than quoted.
+func safeWord(w string) bool {
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_.:/,!+=@%-", c) >= 0) {
+			return false
+		}
+	}
+	return w != ""
+}
 
 func checkWords(words []string) error {
 	for _, w := range words {
-		if !safeWordRE.MatchString(w) {
+		if !safeWord(w) {
 			return fmt.Errorf("iptables: refusing to write %q to iptables-restore", w)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -246,16 +245,33 @@ func (x *tx) commit() error {
 	return nil
 }
 
-var failedLineRE = regexp.MustCompile(`line (\d+) failed`)
+// failedLine returns N of the first "line N failed" in msg, as
+// iptables-restore reports the input line it stopped at, or 0.
+func failedLine(msg string) int {
+	for {
+		i := strings.Index(msg, "line ")
+		if i < 0 {
+			return 0
+		}
+		msg = msg[i+len("line "):]
+		digits := 0
+		for digits < len(msg) && '0' <= msg[digits] && msg[digits] <= '9' {
+			digits++
+		}
+		if digits > 0 && strings.HasPrefix(msg[digits:], " failed") {
+			n, _ := strconv.Atoi(msg[:digits])
+			return n
+		}
+	}
+}
 
 // withFailedLine adds to an error of iptables-restore the input line it
 // names.
 func withFailedLine(err error, script string) error {
-	m := failedLineRE.FindStringSubmatch(err.Error())
-	if m == nil {
+	n := failedLine(err.Error())
+	if n == 0 {
 		return err
 	}
-	n, _ := strconv.Atoi(m[1])
 	lines := strings.Split(script, "\n")
 	if n < 1 || n > len(lines) {
 		return err
