@@ -49,7 +49,10 @@ func ViewRootfs(roots Roots, ref string, fn func(rec *Record, root string) error
 	if err != nil {
 		return fmt.Errorf("container %s: %w", rec.Name, err)
 	}
-	upper, mnt := roots.UpperDir(rec.Name), roots.MergedDir(rec.Name)
+	upper, mnt := roots.UpperDir(rec.Name), roots.MountPoint()
+	if err := os.MkdirAll(mnt, 0o711); err != nil {
+		return fmt.Errorf("container %s: %w", rec.Name, err)
+	}
 	errc := make(chan error, 1)
 	go func() {
 		// Never unlocked: the thread, and with it the mount namespace, ends with this

@@ -55,8 +55,14 @@ func (r Roots) LogPath(name string) string { return filepath.Join(r.State, name,
 // ImageDir is the unpacked root filesystem of an image.
 func (r Roots) ImageDir(image string) string { return filepath.Join(r.Image, image) }
 
-// MergedDir is the overlay mount point of a container (the seed's mnt/<name>).
-func (r Roots) MergedDir(name string) string { return filepath.Join(r.Image, "mnt", name) }
+// MountPoint is where every container's overlay root is mounted, each in its own mount
+// namespace (the seed's mnt/<name>, one directory for all: a directory per container would
+// only cost a mkdir and an rmdir per container).
+func (r Roots) MountPoint() string { return filepath.Join(r.Image, "mnt") }
+
+// legacyMergedDir is the per-container mount point of versions before MountPoint, removed with
+// a container they made.
+func (r Roots) legacyMergedDir(name string) string { return filepath.Join(r.Image, "mnt", name) }
 
 // UpperDir is the writable layer of a container (the seed's writeLayer/<name>).
 func (r Roots) UpperDir(name string) string { return filepath.Join(r.Image, "writeLayer", name) }

@@ -317,7 +317,7 @@ func (c *Container) startInit(stdio IO, lower string) error {
 	}
 	cfg := &nsenter.InitConfig{
 		Overlay:      overlay,
-		Root:         c.roots.MergedDir(rec.Name),
+		Root:         c.roots.MountPoint(),
 		Hostname:     rec.Spec.Hostname,
 		Cwd:          rec.Spec.WorkingDir,
 		Tty:          stdio.Tty,

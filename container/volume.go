@@ -10,12 +10,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// createLayers makes a container's three overlay directories, each marked with the state root
-// it belongs to (see Prune). Each must be new: a leftover with the same name belongs to
-// something else and is never reused or deleted here. The three, in different parents, are
-// made at the same time.
+// createLayers makes a container's two overlay directories, each marked with the state root
+// it belongs to (see Prune), and the shared mount point. Each must be new: a leftover with the
+// same name belongs to something else and is never reused or deleted here. The two, in
+// different parents, are made at the same time.
 func createLayers(roots Roots, name string) error {
-	dirs := []string{roots.UpperDir(name), roots.WorkDir(name), roots.MergedDir(name)}
+	if err := os.MkdirAll(roots.MountPoint(), 0o711); err != nil {
+		return err
+	}
+	dirs := []string{roots.UpperDir(name), roots.WorkDir(name)}
 	made := make([]bool, len(dirs))
 	errs := make([]error, len(dirs))
 	var wg sync.WaitGroup
@@ -49,12 +52,12 @@ func createLayer(dir, stateRoot string) (made bool, err error) {
 	return true, markLayer(dir, stateRoot)
 }
 
-// removeLayers deletes a container's overlay directories. The overlay itself is mounted only
-// inside the container's mount namespace and went away with it, so there is nothing to
-// unmount here; a directory that is already gone is fine. The three, in different parents,
-// are removed at the same time.
+// removeLayers deletes a container's overlay directories (and the mount point of its own that
+// an earlier version made). The overlay itself is mounted only inside the container's mount
+// namespace and went away with it, so there is nothing to unmount here; a directory that is
+// already gone is fine. They are removed at the same time.
 func removeLayers(roots Roots, name string) error {
-	dirs := []string{roots.MergedDir(name), roots.UpperDir(name), roots.WorkDir(name)}
+	dirs := []string{roots.legacyMergedDir(name), roots.UpperDir(name), roots.WorkDir(name)}
 	errs := make([]error, len(dirs))
 	var wg sync.WaitGroup
 	for i, d := range dirs {

@@ -71,7 +71,7 @@ func TestConcurrentRuns(t *testing.T) {
 		}
 	}
 	// Exactly one record and one set of layers per name; no temporary leftovers.
-	for _, dir := range []string{f.state, filepath.Join(f.image, "writeLayer"), filepath.Join(f.image, "workLayer"), filepath.Join(f.image, "mnt")} {
+	for _, dir := range []string{f.state, filepath.Join(f.image, "writeLayer"), filepath.Join(f.image, "workLayer")} {
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			t.Fatal(err)
