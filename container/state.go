@@ -100,7 +100,7 @@ func (s *Store) Reserve(rec *Record) (*Lock, error) {
 	if err := os.MkdirAll(s.root, 0o711); err != nil {
 		return nil, fmt.Errorf("create state root: %w", err)
 	}
-	tmp, err := os.MkdirTemp(s.root, ".new-"+rec.Name+"-")
+	tmp, err := s.newDir(".new-" + rec.Name + "-")
 	if err != nil {
 		return nil, fmt.Errorf("reserve %q: %w", rec.Name, err)
 	}
@@ -110,9 +110,6 @@ func (s *Store) Reserve(rec *Record) (*Lock, error) {
 			os.RemoveAll(tmp)
 		}
 	}()
-	if err := os.Chmod(tmp, 0o711); err != nil {
-		return nil, err
-	}
 	// Written in place: nobody reads the directory before it has its name.
 	if err := writeRecordIn(tmp, rec, false); err != nil {
 		return nil, err
@@ -220,25 +217,87 @@ func (s *Store) Update(name string, fn func(*Record) error) (*Record, error) {
 // Delete removes a container's state directory; the caller holds its lock. A directory that
 // is already gone is not an error. The directory is first renamed out of the way, atomically,
 // so that a removal killed halfway never leaves a record without its config.json holding the
-// name; what is left under the temporary name is the collector's (see Prune).
+// name; what is left under the temporary name is the collector's (see Prune). Emptied, it
+// becomes the spare directory that the next reservation takes, if there is none yet.
 func (s *Store) Delete(name string) error {
 	dir := filepath.Join(s.root, name)
-	var suffix [8]byte
-	if _, err := rand.Read(suffix[:]); err != nil {
+	trash, err := s.tempName(".rm-" + name + "-")
+	if err != nil {
 		return err
 	}
-	trash := filepath.Join(s.root, ".rm-"+name+"-"+hex.EncodeToString(suffix[:]))
-	err := unix.Renameat2(unix.AT_FDCWD, dir, unix.AT_FDCWD, trash, unix.RENAME_NOREPLACE)
+	err = unix.Renameat2(unix.AT_FDCWD, dir, unix.AT_FDCWD, trash, unix.RENAME_NOREPLACE)
 	if errors.Is(err, unix.ENOENT) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("remove state of %q: %w", name, &os.LinkError{Op: "rename", Old: dir, New: trash, Err: err})
 	}
-	if err := os.RemoveAll(trash); err != nil {
+	if err := s.keepOrRemove(trash); err != nil {
 		return fmt.Errorf("remove state of %q: %w", name, err)
 	}
 	return nil
+}
+
+// spareName is the state root's spare record directory: an emptied one that a removal left
+// for the next reservation. Reusing it spares a mkdir(2) and an rmdir(2) per container, each
+// an inode and a block to allocate or free on a disk-backed state root (~0.2 ms here). It is
+// not a record (its name is not a valid container name) and holds nothing.
+const spareName = ".spare"
+
+// tempName returns a new temporary name in the state root: prefix and a random suffix.
+func (s *Store) tempName(prefix string) (string, error) {
+	var suffix [8]byte
+	if _, err := rand.Read(suffix[:]); err != nil {
+		return "", err
+	}
+	return filepath.Join(s.root, prefix+hex.EncodeToString(suffix[:])), nil
+}
+
+// newDir returns a new, empty directory of mode 0711 under a temporary name: the spare one
+// if there is one, else a new one.
+func (s *Store) newDir(prefix string) (string, error) {
+	dir, err := s.tempName(prefix)
+	if err != nil {
+		return "", err
+	}
+	err = unix.Renameat2(unix.AT_FDCWD, filepath.Join(s.root, spareName), unix.AT_FDCWD, dir, unix.RENAME_NOREPLACE)
+	if err == nil {
+		return dir, nil
+	}
+	if !errors.Is(err, unix.ENOENT) {
+		return "", &os.LinkError{Op: "rename", Old: filepath.Join(s.root, spareName), New: dir, Err: err}
+	}
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		return "", err
+	}
+	return dir, os.Chmod(dir, 0o711) // whatever the umask
+}
+
+// keepOrRemove empties dir, a record directory renamed out of the way, and makes it the spare
+// directory, or removes it if there is one already.
+func (s *Store) keepOrRemove(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := os.RemoveAll(filepath.Join(dir, n)); err != nil {
+			return err
+		}
+	}
+	err = unix.Renameat2(unix.AT_FDCWD, dir, unix.AT_FDCWD, filepath.Join(s.root, spareName), unix.RENAME_NOREPLACE)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EEXIST) {
+		return &os.LinkError{Op: "rename", Old: dir, New: filepath.Join(s.root, spareName), Err: err}
+	}
+	return os.Remove(dir)
 }
 
 // List returns every record, sorted by creation time. Directories being created (temporary

@@ -16,6 +16,7 @@ import (
 
 	"github.com/FishingRodd/fockker/container/cgroup"
 	"github.com/FishingRodd/fockker/network"
+	"golang.org/x/sys/unix"
 )
 
 func TestStoreReserveIsExclusive(t *testing.T) {
@@ -522,5 +523,60 @@ func TestPruneForRun(t *testing.T) {
 	}
 	if status("dead") != Stopped || !exists(filepath.Join(roots.State, "other")) {
 		t.Errorf("a run with ports: dead is %s, other exists %v", status("dead"), exists(filepath.Join(roots.State, "other")))
+	}
+}
+
+// TestStoreSpareDirectory: a removal leaves its emptied directory as the state root's spare
+// (one at most), and the next reservation takes it instead of making a directory.
+func TestStoreSpareDirectory(t *testing.T) {
+	s := NewStore(t.TempDir())
+	spare := filepath.Join(s.root, spareName)
+	ino := func(p string) uint64 {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	for _, name := range []string{"a", "b"} {
+		lk, err := s.Reserve(&Record{ID: "1000000001", Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lk.Unlock()
+	}
+	if err := os.WriteFile(filepath.Join(s.root, "a", logName), []byte("log"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	aIno := ino(filepath.Join(s.root, "a"))
+	if err := s.Delete("a"); err != nil {
+		t.Fatal(err)
+	}
+	if ents, err := os.ReadDir(spare); err != nil || len(ents) != 0 || ino(spare) != aIno {
+		t.Fatalf("spare after rm of a: %v, %v", ents, err)
+	}
+	if err := s.Delete("b"); err != nil { // a spare exists: b's directory goes
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(s.root)
+	if len(ents) != 1 || ents[0].Name() != spareName || ino(spare) != aIno {
+		t.Fatalf("state root holds %v, want only the spare", ents)
+	}
+	lk, err := s.Reserve(&Record{ID: "1000000003", Name: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock()
+	if ino(filepath.Join(s.root, "c")) != aIno {
+		t.Error("the reservation made a directory instead of taking the spare")
+	}
+	if fi, err := os.Stat(filepath.Join(s.root, "c")); err != nil || fi.Mode().Perm() != 0o711 {
+		t.Errorf("reused directory mode %v, %v", fi.Mode(), err)
+	}
+	if _, err := os.Stat(spare); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("spare still there after it was taken: %v", err)
+	}
+	if recs, err := s.List(); err != nil || len(recs) != 1 || recs[0].Name != "c" {
+		t.Errorf("list %v, %v", recs, err)
 	}
 }
