@@ -17,6 +17,7 @@ func init() {
 	// Containers are started with a parent-death signal, which the kernel ties to the thread
 	// that forked them. Keeping the main goroutine on the main thread, which lives as long as
 	// the process, makes "the container dies with its parent" mean the process, not a thread.
+	// An attached run lets it go once its container's init is forked (see runAttached).
 	runtime.LockOSThread()
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 
 	"github.com/FishingRodd/fockker/container"
@@ -24,8 +25,7 @@ import (
 // runAction is `fockker run`: validate everything, then create and start the container
 // detached (through a watcher) or attached (this process is its parent).
 func runAction(ctx context.Context, cmd *cli.Command) error {
-	sc, stop := signalsOf(ctx)
-	defer stop()
+	sc := signalsOf(ctx)
 	r, err := roots(cmd)
 	if err != nil {
 		return err
@@ -40,6 +40,7 @@ func runAction(ctx context.Context, cmd *cli.Command) error {
 		logrus.Debugf("prune: %v", err)
 	}
 	if spec.Detach {
+		sc.stop()
 		rec, err := container.RunDetached(r, spec)
 		if err != nil {
 			return err
@@ -296,7 +297,15 @@ func runAttached(r container.Roots, spec container.Spec, sc *signalCatcher) erro
 		return err
 	}
 	defer a.close()
-	c, err := container.Create(r, spec, a.stdio)
+	// The init's parent-death signal is tied to the thread that forked it: main keeps its
+	// goroutine on the main thread, which Go never ends. Once the init is forked, the
+	// goroutine may leave that thread (locked to it, it costs two thread switches every time
+	// it blocks): this process forks nothing else that must die with it. (A detached
+	// container's watcher stays on it: it later execs the waiter, and an exec from another
+	// thread would end the forking one, and with it the container.)
+	stdio := a.stdio
+	stdio.Forked = runtime.UnlockOSThread
+	c, err := container.Create(r, spec, stdio)
 	if err != nil {
 		return err
 	}
@@ -438,15 +447,14 @@ func withSignals(ctx context.Context, args []string) context.Context {
 	return context.WithValue(ctx, signalsKey{}, catchSignals())
 }
 
-// signalsOf returns the signalCatcher main started for this command, or, when global flags
-// hid the command from main (or a test calls the action), one started now; call stop when
-// the command is done.
-func signalsOf(ctx context.Context) (sc *signalCatcher, stop func()) {
+// signalsOf returns the signalCatcher main started for this command or, when global flags
+// hid the command from main, one started now. What runs attached keeps the signals caught
+// until the process ends; what detaches stops catching them (see stop).
+func signalsOf(ctx context.Context) *signalCatcher {
 	if sc, ok := ctx.Value(signalsKey{}).(*signalCatcher); ok {
-		return sc, func() {} // caught until the process ends
+		return sc
 	}
-	sc = catchSignals()
-	return sc, sc.stop
+	return catchSignals()
 }
 
 // catchSignals starts catching the signals; call wait before anything that must not be
@@ -466,7 +474,8 @@ func (c *signalCatcher) wait() <-chan os.Signal {
 	return c.ch
 }
 
-// stop stops catching the signals.
+// stop stops catching the signals: a detached run or exec has nothing to pass them on to,
+// and ^C or a SIGTERM must end it as they end any command.
 func (c *signalCatcher) stop() {
 	<-c.done
 	signal.Stop(c.ch)
@@ -474,8 +483,7 @@ func (c *signalCatcher) stop() {
 
 // execAction is `fockker exec`: run a command in a running container.
 func execAction(ctx context.Context, cmd *cli.Command) error {
-	sc, stop := signalsOf(ctx)
-	defer stop()
+	sc := signalsOf(ctx)
 	r, err := roots(cmd)
 	if err != nil {
 		return err
@@ -503,6 +511,7 @@ func execAction(ctx context.Context, cmd *cli.Command) error {
 	defer proc.Close()
 	rec := proc.Record
 	if detach {
+		sc.stop()
 		// Returns once the command runs, or with why it could not be started.
 		proc.Stderr = os.Stderr
 		if err := proc.Start(); err != nil {

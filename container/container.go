@@ -8,7 +8,6 @@ import (
 	"math/big"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -28,6 +27,9 @@ type IO struct {
 	Tty bool
 	// Log: stdout and stderr go to the container's log file (detached containers).
 	Log bool
+	// Forked, if set, is called by Create right after the container's init is forked, on the
+	// goroutine (and thread) that forked it.
+	Forked func()
 }
 
 // ExitError carries the exit code fockker must end with: the container's own, or docker's
@@ -385,14 +387,8 @@ func (c *Container) startInit(stdio IO, lower string) error {
 	}
 	c.init, c.cmd = in, cmd
 	rec.Pid = cmd.Process.Pid
-	if !rec.Spec.Detach {
-		// The init's parent-death signal is tied to the thread that forked it: main keeps
-		// its goroutine on the main thread, which Go never ends. Once the fork is done, the
-		// goroutine of a process that only waits for the container may leave that thread (a
-		// goroutine locked to a thread costs two thread switches every time it blocks). A
-		// detached container's watcher stays on it: it later execs the waiter, and an exec
-		// from any other thread would end the forking one, and with it the container.
-		runtime.UnlockOSThread()
+	if stdio.Forked != nil {
+		stdio.Forked()
 	}
 	return nil
 }

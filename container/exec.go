@@ -47,7 +47,7 @@ func (p *ExecProcess) Close() {
 // reused PID never gets the command — least of all on the host. On a host with cgroup v2
 // the process is cloned right into the container's v2 cgroup (CLONE_INTO_CGROUP): moving it
 // there afterwards would cost a full RCU grace period (~10 ms); it joins v1 cgroups itself.
-func ExecCommand(roots Roots, ref string, opts ExecOptions) (p *ExecProcess, err error) {
+func ExecCommand(roots Roots, ref string, opts ExecOptions) (*ExecProcess, error) {
 	if len(opts.Args) == 0 {
 		return nil, fmt.Errorf("exec: a command is required")
 	}
@@ -70,18 +70,16 @@ func ExecCommand(roots Roots, ref string, opts ExecOptions) (p *ExecProcess, err
 	if err != nil {
 		return nil, err
 	}
-	p = &ExecProcess{Record: rec}
-	defer func() {
-		if err != nil {
-			p.Close()
-		}
-	}()
 	var v2 *os.File
 	if _, ok := cg.Paths()[""]; ok {
 		if v2, err = cg.OpenFD(); err != nil {
 			return nil, fmt.Errorf("container %s: %w", rec.Name, err)
 		}
-		p.files = append(p.files, v2)
+	}
+	closeV2 := func() {
+		if v2 != nil {
+			v2.Close()
+		}
 	}
 	dirs := cgroupDirs(cg)
 	cwd := opts.Cwd
@@ -100,16 +98,18 @@ func ExecCommand(roots Roots, ref string, opts ExecOptions) (p *ExecProcess, err
 		Detach:     opts.Detach,
 	}
 	if err := rec.restrict(cfg); err != nil {
+		closeV2()
 		return nil, fmt.Errorf("container %s: %w", rec.Name, err)
 	}
 	cmd, err := nsenter.Command("/proc/self/exe", cfg)
 	if err != nil {
+		closeV2()
 		return nil, fmt.Errorf("container %s: %w", rec.Name, err)
 	}
-	p.Cmd = cmd
-	p.files = append(p.files, cmd.ExtraFiles...)
+	p := &ExecProcess{Cmd: cmd, Record: rec, files: slices.Clone(cmd.ExtraFiles)}
 	if v2 != nil {
 		cmd.SysProcAttr = &unix.SysProcAttr{UseCgroupFD: true, CgroupFD: int(v2.Fd())}
+		p.files = append(p.files, v2)
 	}
 	return p, nil
 }

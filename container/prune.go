@@ -248,8 +248,12 @@ func Prune(roots Roots, opts PruneOptions) (out []Pruned, err error) {
 	if err := g.run(); err != nil {
 		return g.out, err
 	}
-	// The shared parent cgroup, which containers leave in place for the next one, goes once
-	// empty (a run racing this recreates it).
+	// What containers leave in place for the next one goes too: the spare record directory
+	// (no reservation runs while the lock is held) and the shared parent cgroup once empty
+	// (a run racing this recreates it).
+	if err := g.store.removeSpare(); err != nil {
+		return g.out, err
+	}
 	return g.out, cgroup.RemoveParent(DefaultCgroupParent)
 }
 

@@ -273,10 +273,22 @@ func (s *Store) newDir(prefix string) (string, error) {
 	return dir, os.Chmod(dir, 0o711) // whatever the umask
 }
 
+// removeSpare removes the spare record directory, if there is one.
+func (s *Store) removeSpare() error {
+	if err := os.Remove(filepath.Join(s.root, spareName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // keepOrRemove empties dir, a record directory renamed out of the way, and makes it the spare
-// directory, or removes it if there is one already.
+// directory, or removes it if there is one already. A collector may remove dir meanwhile (it
+// takes what is left under a temporary name): gone is done.
 func (s *Store) keepOrRemove(dir string) error {
 	f, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -291,13 +303,16 @@ func (s *Store) keepOrRemove(dir string) error {
 		}
 	}
 	err = unix.Renameat2(unix.AT_FDCWD, dir, unix.AT_FDCWD, filepath.Join(s.root, spareName), unix.RENAME_NOREPLACE)
-	if err == nil {
+	if err == nil || errors.Is(err, unix.ENOENT) {
 		return nil
 	}
 	if !errors.Is(err, unix.EEXIST) {
 		return &os.LinkError{Op: "rename", Old: dir, New: filepath.Join(s.root, spareName), Err: err}
 	}
-	return os.Remove(dir)
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // List returns every record, sorted by creation time. Directories being created (temporary

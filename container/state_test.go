@@ -580,3 +580,26 @@ func TestStoreSpareDirectory(t *testing.T) {
 		t.Errorf("list %v, %v", recs, err)
 	}
 }
+
+// TestPruneRemovesSpare: system prune removes the spare record directory.
+func TestPruneRemovesSpare(t *testing.T) {
+	roots := Roots{State: t.TempDir(), Image: t.TempDir()}
+	s := NewStore(roots.State)
+	lk, err := s.Reserve(&Record{ID: "1000000001", Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete("a"); err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock()
+	if _, err := os.Stat(filepath.Join(roots.State, spareName)); err != nil {
+		t.Fatalf("no spare after rm: %v", err)
+	}
+	if _, err := Prune(roots, PruneOptions{Full: true}); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(roots.State); len(ents) != 0 {
+		t.Errorf("state root holds %v after prune", ents)
+	}
+}

@@ -46,9 +46,11 @@ const (
 	// iptablesCacheName caches what iptables-save printed (package
 	// iptables); it goes with the last network.
 	iptablesCacheName = ".iptables-cache"
-	configFileName    = "config.json"
-	ipamDirName       = "ipam"
-	endpointsDir      = "endpoints"
+	// legacyIptablesCacheName is the cache's name in earlier versions, removed with it.
+	legacyIptablesCacheName = ".iptables-cache.json"
+	configFileName          = "config.json"
+	ipamDirName             = "ipam"
+	endpointsDir            = "endpoints"
 	// spareDirName holds the spare files, shared by every network.
 	spareDirName = ".spare-cache"
 

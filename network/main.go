@@ -128,8 +128,11 @@ func (m *Manager) removeChainsIfUnused(h *host) error {
 	if err != nil || !removed {
 		return err
 	}
-	if err := os.Remove(m.iptablesCache()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("network state: %w", err)
+	// With the cache under the name earlier versions gave it (JSON).
+	for _, p := range []string{m.iptablesCache(), filepath.Join(m.root, legacyIptablesCacheName)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("network state: %w", err)
+		}
 	}
 	if err := os.RemoveAll(filepath.Join(m.root, spareDirName)); err != nil {
 		return fmt.Errorf("network state: %w", err)

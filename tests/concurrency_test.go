@@ -70,6 +70,10 @@ func TestConcurrentRuns(t *testing.T) {
 			t.Errorf("%s: status %v", n, st)
 		}
 	}
+	// Nothing in the shared mount point (each container mounts on it in its own namespace).
+	if ents, err := os.ReadDir(filepath.Join(f.image, "mnt")); err != nil || len(ents) > 0 {
+		t.Errorf("mount point holds %v (%v)", ents, err)
+	}
 	// Exactly one record and one set of layers per name; no temporary leftovers.
 	for _, dir := range []string{f.state, filepath.Join(f.image, "writeLayer"), filepath.Join(f.image, "workLayer")} {
 		ents, err := os.ReadDir(dir)

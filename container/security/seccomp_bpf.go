@@ -222,33 +222,13 @@ func (b *block) compare(c condition, pass, fail label) error {
 	return nil
 }
 
-// syscallsBlock returns "if the call is one of nrs: return act", falling through otherwise.
-// The accumulator holds the call's number on entry.
-func syscallsBlock(nrs []uint32, act retAction) ([]bpf.Instruction, error) {
-	if len(nrs) == 0 {
-		return nil, nil
+// syscallBlock returns "if the call is nr: return act", falling through otherwise. The
+// accumulator holds the call's number on entry.
+func syscallBlock(nr uint32, act retAction) []bpf.Instruction {
+	return []bpf.Instruction{
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: 1},
+		bpf.RetConstant{Val: uint32(act)},
 	}
-	// Sized up front: a block takes up to 128 calls, one jump and one label each.
-	b := block{
-		insns: make([]bpf.Instruction, 0, len(nrs)+1),
-		jumps: make([]jump, 0, len(nrs)),
-		at:    make([]int, 0, len(nrs)+1),
-	}
-	match, end := b.newLabel(), b.newLabel()
-	for i, nr := range nrs {
-		miss := end
-		if i < len(nrs)-1 {
-			miss = b.newLabel()
-		}
-		b.jumpIf(bpf.JumpEqual, nr, match, miss)
-		if miss != end {
-			b.set(miss)
-		}
-	}
-	b.set(match)
-	b.add(bpf.RetConstant{Val: uint32(act)})
-	b.set(end)
-	return b.assemble()
 }
 
 // conditionalBlock returns "if the call is nr and all conditions of any of sets hold:
@@ -257,7 +237,7 @@ func syscallsBlock(nrs []uint32, act retAction) ([]bpf.Instruction, error) {
 func conditionalBlock(nr uint32, sets []conditions, act retAction) ([]bpf.Instruction, error) {
 	for _, set := range sets {
 		if len(set) == 0 {
-			return syscallsBlock([]uint32{nr}, act) // a set of no conditions always holds
+			return syscallBlock(nr, act), nil // a set of no conditions always holds
 		}
 	}
 	var b block
