@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/FishingRodd/fockker/internal/atomicfile"
+	"github.com/FishingRodd/fockker/internal/smallfile"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -249,7 +250,7 @@ type process struct {
 
 // procStat returns the state and start time of process pid.
 func procStat(pid int) (state byte, start uint64, err error) {
-	b, err := readFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	b, err := smallfile.Read("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, 0, err
 	}
@@ -316,7 +317,7 @@ func (m *Manager) loadEndpoint(netName, id string) (*Endpoint, error) {
 // loadEndpointRecord reads a stored endpoint with its process; a missing
 // one gives nil, nil.
 func (m *Manager) loadEndpointRecord(netName, id string) (*endpointRecord, error) {
-	b, err := readFile(m.endpointPath(netName, id))
+	b, err := smallfile.Read(m.endpointPath(netName, id))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -451,7 +452,7 @@ func appendJSONString(b []byte, s string) []byte {
 // unless there is one already.
 func (m *Manager) removeEndpoint(netName, id string) error {
 	path := m.endpointPath(netName, id)
-	if keepAsSpare(path, m.spare("endpoint")) {
+	if smallfile.Keep(path, m.spare("endpoint")) {
 		return nil
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -463,71 +464,11 @@ func (m *Manager) removeEndpoint(netName, id string) error {
 // spare returns the path of the spare file called name.
 func (m *Manager) spare(name string) string { return filepath.Join(m.root, spareDirName, name) }
 
-// keepAsSpare renames path to spare unless spare exists, making the spares'
-// directory if it is missing (and path is there), and reports whether it
-// did.
-func keepAsSpare(path, spare string) bool {
-	err := unix.Renameat2(unix.AT_FDCWD, path, unix.AT_FDCWD, spare, unix.RENAME_NOREPLACE)
-	if errors.Is(err, unix.ENOENT) && lexists(path) && os.Mkdir(filepath.Dir(spare), 0o755) == nil {
-		err = unix.Renameat2(unix.AT_FDCWD, path, unix.AT_FDCWD, spare, unix.RENAME_NOREPLACE)
-	}
-	return err == nil
-}
-
 // replaceWithSpare writes data over the file at spare, in place (cut to
 // data's length if it was longer, never truncated to nothing first, which
 // would make ext4 write it out on close), and renames it to path, and
 // reports whether it did. Without a spare, or on any failure, it does
 // nothing the caller needs to undo: path is untouched.
 func replaceWithSpare(spare, path string, data []byte) bool {
-	fd, err := unix.Open(spare, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return false
-	}
-	var st unix.Stat_t
-	ok := unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG
-	if ok {
-		n, err := unix.Pwrite(fd, data, 0)
-		ok = err == nil && n == len(data)
-	}
-	if ok && st.Size > int64(len(data)) {
-		ok = unix.Ftruncate(fd, int64(len(data))) == nil
-	}
-	if unix.Close(fd) != nil || !ok {
-		return false
-	}
-	return unix.Rename(spare, path) == nil
-}
-
-// lexists reports whether there is a directory entry at path.
-func lexists(path string) bool {
-	var st unix.Stat_t
-	return unix.Lstat(path, &st) == nil
-}
-
-// readFile reads a small file with plain system calls: os.ReadFile adds an
-// fstat, a round of fcntl and epoll_ctl calls, and buffers of its own.
-func readFile(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	b := make([]byte, 0, 1024)
-	for {
-		n, err := unix.Read(fd, b[len(b):cap(b)])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "read", Path: path, Err: err}
-		}
-		if n == 0 {
-			return b, nil
-		}
-		b = b[:len(b)+n]
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-	}
+	return smallfile.Overwrite(spare, data) == nil && unix.Rename(spare, path) == nil
 }

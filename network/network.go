@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/FishingRodd/fockker/internal/atomicfile"
+	"github.com/FishingRodd/fockker/internal/smallfile"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -100,7 +101,7 @@ func (m *Manager) endpointDir(name string) string { return filepath.Join(m.netDi
 
 // load reads the stored config of a network whose name is valid.
 func (m *Manager) load(name string) (*Network, error) {
-	b, err := readFile(m.configPath(name))
+	b, err := smallfile.Read(m.configPath(name))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
 	}

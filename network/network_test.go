@@ -511,28 +511,6 @@ func TestEndpointSpare(t *testing.T) {
 	}
 }
 
-// readFile reads files of any size, /proc files (which say they are empty)
-// included, and a missing file is os.ErrNotExist.
-func TestReadFile(t *testing.T) {
-	dir := t.TempDir()
-	for _, n := range []int{0, 1, 1023, 1024, 1025, 5000} {
-		want := strings.Repeat("x", n)
-		p := filepath.Join(dir, "f")
-		if err := os.WriteFile(p, []byte(want), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if b, err := readFile(p); err != nil || string(b) != want {
-			t.Fatalf("%d bytes: read %d, %v", n, len(b), err)
-		}
-	}
-	if b, err := readFile("/proc/self/stat"); err != nil || !strings.Contains(string(b), ") ") {
-		t.Fatalf("/proc/self/stat: %q, %v", b, err)
-	}
-	if _, err := readFile(filepath.Join(dir, "none")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("missing file: %v", err)
-	}
-}
-
 // marshalRecord writes what json.MarshalIndent does, byte for byte.
 func TestMarshalRecord(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))

@@ -8,6 +8,7 @@ package cgroup
 import (
 	"errors"
 	"fmt"
+	"github.com/FishingRodd/fockker/internal/smallfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -139,28 +140,8 @@ func hierarchyPaths(mode hostMode, inner string) (map[string]string, error) {
 
 // readFile returns the whole content of a (small, virtual) file.
 func readFile(path string) (string, error) {
-	fd, err := openFile(path, unix.O_RDONLY)
-	if err != nil {
-		return "", err
-	}
-	defer unix.Close(fd)
-	buf := make([]byte, 0, 4096)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return "", &os.PathError{Op: "read", Path: path, Err: err}
-		}
-		if n == 0 {
-			return string(buf), nil
-		}
-		buf = buf[:len(buf)+n]
-	}
+	b, err := smallfile.Read(path)
+	return string(b), err
 }
 
 // writeFile writes data to an existing control file in one write(2), as

@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"github.com/FishingRodd/fockker/internal/smallfile"
 	"math"
 	"net"
 	"net/netip"
@@ -445,7 +446,7 @@ func peerNamespaceDying(nl *Netlink, l link) bool {
 // e.g. "net/ipv4/ip_forward", if it is not already set to value.
 func writeSysctl(name, value string) error {
 	path := filepath.Join("/proc/sys", name)
-	cur, err := readFile(path)
+	cur, err := smallfile.Read(path)
 	if err == nil && string(cur) == value+"\n" {
 		return nil
 	}
@@ -453,31 +454,4 @@ func writeSysctl(name, value string) error {
 		return fmt.Errorf("set sysctl %s=%s: %w", name, value, err)
 	}
 	return nil
-}
-
-// readFile reads a small file with plain system calls: os.ReadFile adds an
-// fstat, a round of fcntl and epoll_ctl calls, and buffers of its own.
-func readFile(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	b := make([]byte, 0, 1024)
-	for {
-		n, err := unix.Read(fd, b[len(b):cap(b)])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "read", Path: path, Err: err}
-		}
-		if n == 0 {
-			return b, nil
-		}
-		b = b[:len(b)+n]
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-	}
 }

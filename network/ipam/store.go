@@ -3,6 +3,7 @@ package ipam
 import (
 	"errors"
 	"fmt"
+	"github.com/FishingRodd/fockker/internal/smallfile"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -117,7 +118,7 @@ func (s *DiskStore) Reserve(id string, ip netip.Addr) (bool, error) {
 	}
 	switch {
 	case err == nil:
-		if err := writeOwner(path, id); err != nil {
+		if err := smallfile.Overwrite(path, []byte(id)); err != nil {
 			return false, errors.Join(err, os.Remove(path))
 		}
 		return true, nil
@@ -149,30 +150,6 @@ func (s *DiskStore) Reserve(id string, ip netip.Addr) (bool, error) {
 // is no reservation file of ours and is deleted instead.
 const spareMax = 4096
 
-// writeOwner replaces the content of the existing file at path with id, in
-// place: never truncated to nothing first (see SetLastReserved), only cut
-// to id's length if it was longer.
-func writeOwner(path, id string) error {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return &os.PathError{Op: "fstat", Path: path, Err: err}
-	}
-	if _, err := unix.Pwrite(fd, []byte(id), 0); err != nil {
-		return &os.PathError{Op: "write", Path: path, Err: err}
-	}
-	if st.Size > int64(len(id)) {
-		if err := unix.Ftruncate(fd, int64(len(id))); err != nil {
-			return &os.PathError{Op: "truncate", Path: path, Err: err}
-		}
-	}
-	return nil
-}
-
 // keepAsSpare blanks the reservation file at path and renames it to the
 // spare, unless there is one already, and reports whether it did. A file
 // it blanked but could not rename is free (see DiskStore) and is left to
@@ -195,17 +172,7 @@ func (s *DiskStore) keepAsSpare(path string) bool {
 	if unix.Close(fd) != nil || !ok {
 		return false
 	}
-	return keep(path, s.spare)
-}
-
-// keep renames path to spare unless spare exists, making spare's directory
-// if it is missing (and path is there), and reports whether it did.
-func keep(path, spare string) bool {
-	err := unix.Renameat2(unix.AT_FDCWD, path, unix.AT_FDCWD, spare, unix.RENAME_NOREPLACE)
-	if errors.Is(err, unix.ENOENT) && lexists(path) && os.Mkdir(filepath.Dir(spare), 0o755) == nil {
-		err = unix.Renameat2(unix.AT_FDCWD, path, unix.AT_FDCWD, spare, unix.RENAME_NOREPLACE)
-	}
-	return err == nil
+	return smallfile.Keep(path, s.spare)
 }
 
 // takeOver writes id into the existing reservation file at path if it is
@@ -215,7 +182,7 @@ func (s *DiskStore) takeOver(path, id string) (bool, error) {
 	if err != nil || !fi.Mode().IsRegular() {
 		return false, err
 	}
-	b, err := readFile(path)
+	b, err := smallfile.Read(path)
 	if err != nil {
 		return false, err
 	}
@@ -253,7 +220,7 @@ func (s *DiskStore) Allocations() (map[netip.Addr]string, error) {
 		if err != nil || !e.Type().IsRegular() {
 			continue // lock, last_reserved_ip, temp files
 		}
-		b, err := readFile(filepath.Join(s.dir, e.Name()))
+		b, err := smallfile.Read(filepath.Join(s.dir, e.Name()))
 		if err != nil {
 			return nil, err
 		}
@@ -270,7 +237,7 @@ const lastReservedWidth = len("255.255.255.255")
 
 // LastReserved reads last_reserved_ip; a missing file gives the zero Addr.
 func (s *DiskStore) LastReserved() (netip.Addr, error) {
-	b, err := readFile(filepath.Join(s.dir, lastReservedFileName))
+	b, err := smallfile.Read(filepath.Join(s.dir, lastReservedFileName))
 	if errors.Is(err, os.ErrNotExist) {
 		return netip.Addr{}, nil
 	}
@@ -303,37 +270,4 @@ func (s *DiskStore) SetLastReserved(ip netip.Addr) (err error) {
 	}()
 	_, err = f.WriteAt([]byte(fmt.Sprintf("%-*s\n", lastReservedWidth, ip)), 0)
 	return err
-}
-
-// lexists reports whether there is a directory entry at path.
-func lexists(path string) bool {
-	var st unix.Stat_t
-	return unix.Lstat(path, &st) == nil
-}
-
-// readFile reads a small file with plain system calls: os.ReadFile adds an
-// fstat, a round of fcntl and epoll_ctl calls, and buffers of its own.
-func readFile(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	b := make([]byte, 0, 1024)
-	for {
-		n, err := unix.Read(fd, b[len(b):cap(b)])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "read", Path: path, Err: err}
-		}
-		if n == 0 {
-			return b, nil
-		}
-		b = b[:len(b)+n]
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-	}
 }

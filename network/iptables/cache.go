@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/FishingRodd/fockker/internal/smallfile"
 	"maps"
 	"os"
 	"path/filepath"
@@ -30,7 +31,7 @@ type cacheKey struct {
 
 // currentKey returns the key of the ruleset as it is now.
 func currentKey(c *commands) (*cacheKey, error) {
-	boot, err := readSmall("/proc/sys/kernel/random/boot_id")
+	boot, err := smallfile.Read("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +206,7 @@ func cacheWords(line string) ([]string, bool) {
 // readCache returns the cached ruleSet if it is the one of key, or nil.
 // A missing, unreadable or foreign cache is a miss.
 func (t *Tables) readCache(key *cacheKey) *ruleSet {
-	b, err := readSmall(t.cacheFile)
+	b, err := smallfile.Read(t.cacheFile)
 	if err != nil {
 		return nil
 	}
@@ -237,33 +238,6 @@ func (t *Tables) writeCache(key *cacheKey, rs *ruleSet) (retErr error) {
 		return fmt.Errorf("iptables cache: %w", err)
 	}
 	return nil
-}
-
-// readSmall reads a file of a few pages at most with plain system calls,
-// which os.ReadFile would more than double.
-func readSmall(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	b := make([]byte, 0, 4096)
-	for {
-		n, err := unix.Read(fd, b[len(b):cap(b)])
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "read", Path: path, Err: err}
-		}
-		if n == 0 {
-			return b, nil
-		}
-		b = b[:len(b)+n]
-		if len(b) == cap(b) {
-			b = slices.Grow(b, len(b))
-		}
-	}
 }
 
 // nftGeneration returns the nf_tables generation of the calling thread's
