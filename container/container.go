@@ -172,6 +172,21 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		}
 	}
 	c = &Container{Record: rec, roots: roots, store: store, lock: lock, install: install, proc: proc}
+	// The user is looked up while everything else is made, in the image itself, when nothing
+	// the container mounts can hide the image's user database (see userFromImage).
+	var userDone chan userLookup
+	if userFromImage(lower, spec.Volumes) {
+		userDone = make(chan userLookup, 1)
+		go func() {
+			id, err := security.ResolveUserIn(lower, proc.User)
+			userDone <- userLookup{id, err}
+		}()
+		defer func() {
+			if userDone != nil {
+				<-userDone // never leave it running under a rollback
+			}
+		}()
+	}
 	defer func() {
 		if err != nil {
 			c.Destroy()
@@ -274,9 +289,17 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	if spec.bridged() {
 		pauseAt(pauseRunNetwork)
 	}
-	// The user is looked up in the container's own /etc/passwd and /etc/group, now that its
-	// root (volumes included) is built, as runc does.
-	id, err := security.ResolveUserIn(fmt.Sprintf("/proc/%d/root", rec.Pid), proc.User)
+	// The user is looked up in the container's own /etc/passwd and /etc/group, as runc does:
+	// in its root (volumes included) now that it is built, unless the image's were already
+	// known to be what the container sees.
+	var id security.Identity
+	if userDone != nil {
+		u := <-userDone
+		userDone = nil
+		id, err = u.id, u.err
+	} else {
+		id, err = security.ResolveUserIn(fmt.Sprintf("/proc/%d/root", rec.Pid), proc.User)
+	}
 	if err != nil {
 		return c, fmt.Errorf("user %q: %w", proc.User, err)
 	}
@@ -284,6 +307,34 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	// User, address and endpoint reach the record with the start (Start saves it): a creator
 	// that dies before leaves a record whose endpoint rm finds by the container's ID.
 	return c, nil
+}
+
+// userLookup is the outcome of a user's look-up.
+type userLookup struct {
+	id  security.Identity
+	err error
+}
+
+// userFromImage says whether a new container sees its image's own /etc/passwd and /etc/group
+// (lower is the image's directory): its upper layer starts empty, so unless a volume is bound
+// on one of them or on a directory above them, or a symbolic link in the image leads them
+// elsewhere (where a volume could be), it does.
+func userFromImage(lower string, volumes []Volume) bool {
+	dbs := [...]string{security.PasswdPath, security.GroupPath}
+	for _, v := range volumes {
+		for _, db := range dbs {
+			if v.Target == "/" || db == v.Target || strings.HasPrefix(db, v.Target+"/") {
+				return false
+			}
+		}
+	}
+	for _, p := range [...]string{"/etc", dbs[0], dbs[1]} {
+		fi, err := os.Lstat(lower + p)
+		if err != nil && !errors.Is(err, os.ErrNotExist) || err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // claimCgroup validates the container's limits and claims its cgroup: on cgroup v2 made
