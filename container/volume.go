@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -38,9 +39,19 @@ func createLayers(roots Roots, name string) error {
 }
 
 // createLayer makes one new layer directory and marks it; made says whether the directory
-// was made (and is to be removed on failure).
+// was made (and is to be removed on failure). The parent's spare (see giveBackLayer) is taken
+// if there is one: on a file system that frees directories slowly, renaming an empty one is
+// cheaper than making one.
 func createLayer(dir, stateRoot string) (made bool, err error) {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
+	parent := filepath.Dir(dir)
+	err = unix.Renameat2(unix.AT_FDCWD, filepath.Join(parent, spareLayer), unix.AT_FDCWD, dir, unix.RENAME_NOREPLACE)
+	switch {
+	case err == nil:
+		return true, markLayer(dir, stateRoot)
+	case errors.Is(err, unix.EEXIST):
+		return false, fmt.Errorf("%s: %w", dir, ErrLayerExists)
+	}
+	if err := os.MkdirAll(parent, 0o711); err != nil {
 		return false, err
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -52,41 +63,136 @@ func createLayer(dir, stateRoot string) (made bool, err error) {
 	return true, markLayer(dir, stateRoot)
 }
 
+// spareLayer is the name, in writeLayer and workLayer, of an empty layer directory a removal
+// kept for the next container (see giveBackLayer). Prune removes it.
+const spareLayer = ".spare"
+
+// removeLayerSpares removes the spare layer directories that carry this installation's mark.
+// One that a run takes meanwhile is gone, which is fine.
+func removeLayerSpares(roots Roots) error {
+	var errs []error
+	for _, sub := range [...]string{"writeLayer", "workLayer"} {
+		p := filepath.Join(roots.Image, sub, spareLayer)
+		if !ownedLayer(p, roots.State) {
+			continue
+		}
+		if err := unix.Rmdir(p); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, &os.PathError{Op: "rmdir", Path: p, Err: err})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// overlayUUIDXattr is where overlayfs keeps the identity it gives an upper directory.
+const overlayUUIDXattr = "trusted.overlay.uuid"
+
 // removeLayers deletes a container's overlay directories (and the mount point of its own that
 // an earlier version made). The overlay itself is mounted only inside the container's mount
 // namespace and went away with it, so there is nothing to unmount here; a directory that is
 // already gone is fine. They are removed at the same time.
 func removeLayers(roots Roots, name string) error {
-	dirs := []string{roots.legacyMergedDir(name), roots.UpperDir(name), roots.WorkDir(name)}
-	errs := make([]error, len(dirs))
+	var errs [3]error
 	var wg sync.WaitGroup
-	for i, d := range dirs {
-		wg.Go(func() { errs[i] = removeLayer(d) })
-	}
+	wg.Go(func() { errs[0] = removeDir(roots.legacyMergedDir(name)) })
+	wg.Go(func() { errs[1] = removeLayer(roots.UpperDir(name), false) })
+	wg.Go(func() { errs[2] = removeLayer(roots.WorkDir(name), true) })
 	wg.Wait()
-	return errors.Join(errs...)
+	return errors.Join(errs[:]...)
 }
 
-// removeLayer removes one layer directory. What an overlay that wrote nothing leaves (an empty
-// upper directory; in the work directory, once unmounted, "work" and, with the volatile
-// option, its "incompat/volatile" marker) goes with one rmdir(2) each; anything else with
-// os.RemoveAll.
-func removeLayer(dir string) error {
-	err := unix.Rmdir(dir)
-	if err == nil || errors.Is(err, unix.ENOENT) {
+// removeLayer removes one layer directory, the overlay's work directory if work. What an
+// overlay that wrote nothing leaves (an empty upper directory; in the work directory, once
+// unmounted, "work" and, with the volatile option, its "incompat/volatile" marker holding the
+// empty file "dirty") goes with one unlink(2) or rmdir(2) each, relative to the directory,
+// and the emptied directory is given back as the parent's spare (giveBackLayer). Anything
+// else goes with os.RemoveAll.
+func removeLayer(dir string, work bool) error {
+	if work {
+		removeOverlayWork(dir) // whatever it could not remove, RemoveAll does
+	}
+	if giveBackLayer(dir) {
 		return nil
 	}
-	if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
-		for _, sub := range [...]string{"work/incompat/volatile", "work/incompat", "work/work", "work"} {
-			if err := unix.Rmdir(filepath.Join(dir, sub)); err != nil && !errors.Is(err, unix.ENOENT) {
-				break
-			}
-		}
-		if err := unix.Rmdir(dir); err == nil || errors.Is(err, unix.ENOENT) {
-			return nil
-		}
+	return removeDir(dir)
+}
+
+// removeDir removes dir and what it holds; one that is gone is fine.
+func removeDir(dir string) error {
+	if err := unix.Rmdir(dir); err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
 	}
 	return os.RemoveAll(dir)
+}
+
+// giveBackLayer renames dir to its parent's spare if it is exactly what createLayer makes
+// (empty, mode 0755, owned by root, no extended attribute but the owner mark, once the
+// overlay's identity is removed) and there is no spare yet. It reports whether it did.
+func giveBackLayer(dir string) bool {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode != unix.S_IFDIR|0o755 || st.Uid != 0 || st.Gid != 0 {
+		return false
+	}
+	buf := make([]byte, 512)
+	if !emptyDir(fd, buf) {
+		return false
+	}
+	n, err := unix.Flistxattr(fd, buf)
+	if err != nil {
+		return false
+	}
+	for _, x := range strings.Split(strings.TrimSuffix(string(buf[:n]), "\x00"), "\x00") {
+		switch x {
+		case layerOwnerXattr:
+		case overlayUUIDXattr: // the overlay's identity: the next one gets its own
+			if unix.Fremovexattr(fd, x) != nil {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	parent := filepath.Dir(dir)
+	return unix.Renameat2(unix.AT_FDCWD, dir, unix.AT_FDCWD, filepath.Join(parent, spareLayer), unix.RENAME_NOREPLACE) == nil
+}
+
+// emptyDir reports whether the directory open as fd holds nothing but "." and "..", reading
+// it with buf.
+func emptyDir(fd int, buf []byte) bool {
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err != nil {
+			return false
+		}
+		if n == 0 {
+			return true
+		}
+		if _, added, _ := unix.ParseDirent(buf[:n], -1, nil); added > 0 { // "." and ".." are skipped
+			return false
+		}
+	}
+}
+
+// removeOverlayWork removes what an unmounted overlay leaves in its work directory dir, and
+// stops at the first thing that is not that.
+func removeOverlayWork(dir string) {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	if err := unix.Unlinkat(fd, "work/incompat/volatile/dirty", 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return
+	}
+	for _, sub := range [...]string{"work/incompat/volatile", "work/incompat", "work/work", "work"} {
+		if err := unix.Unlinkat(fd, sub, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
+			return
+		}
+	}
 }
 
 // mountErr wraps a mount failure with what was being mounted where.

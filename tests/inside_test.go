@@ -334,3 +334,63 @@ func TestLayers(t *testing.T) {
 		}
 	}
 }
+
+// TestLayerSpares checks the empty layer directories a removal keeps for the next container
+// (writeLayer/.spare, workLayer/.spare): kept only when the container left its upper layer
+// exactly as it was made, taken by the next container, which sees a pristine root, and never
+// shared by two containers.
+func TestLayerSpares(t *testing.T) {
+	f := newFK(t)
+	spare := func(sub string) bool {
+		_, err := os.Lstat(filepath.Join(f.image, sub, ".spare"))
+		return err == nil
+	}
+	f.ok("run", "--rm", "busybox", "true")
+	if !spare("writeLayer") || !spare("workLayer") {
+		t.Fatalf("a container that wrote nothing left no spares: writeLayer %v, workLayer %v", spare("writeLayer"), spare("workLayer"))
+	}
+	if xs, err := xattrNames(filepath.Join(f.image, "writeLayer", ".spare")); err != nil || len(xs) != 1 || xs[0] != "trusted.fockker.state" {
+		t.Errorf("spare upper layer carries %v (%v), want only the owner mark", xs, err)
+	}
+	// The next one takes both; it writes, so its upper layer is removed, not kept.
+	if out := f.ok("run", "--rm", "busybox", "sh", "-c", "ls -A /tmp; stat -c %a /; touch /written"); out != "755\n" {
+		t.Errorf("a container on a spare sees %q, want an empty /tmp and / mode 755", out)
+	}
+	if spare("writeLayer") || !spare("workLayer") {
+		t.Errorf("after a container that wrote: writeLayer spare %v (want none), workLayer spare %v (want one)", spare("writeLayer"), spare("workLayer"))
+	}
+	// An upper layer whose root the container changed is not kept either.
+	f.ok("run", "--rm", "busybox", "true")
+	f.ok("run", "--rm", "busybox", "chmod", "700", "/")
+	if spare("writeLayer") {
+		t.Errorf("the upper layer of a container that chmod'ed / was kept")
+	}
+	if out := f.ok("run", "--rm", "busybox", "stat", "-c", "%a", "/"); out != "755\n" {
+		t.Errorf("/ of a new container has mode %q", out)
+	}
+	// Two containers at once never get the same spare: each has its own upper layer.
+	f.ok("run", "--rm", "busybox", "true")
+	a, b := uniq("sparea"), uniq("spareb")
+	f.ok("run", "-d", "--name", a, "busybox", "sleep", "100")
+	f.ok("run", "-d", "--name", b, "busybox", "sleep", "100")
+	for _, n := range []string{a, b} {
+		if _, err := os.Stat(filepath.Join(f.image, "writeLayer", n)); err != nil {
+			t.Errorf("%s has no upper layer: %v", n, err)
+		}
+	}
+	f.ok("rm", "-f", a, b)
+	f.ok("system", "prune")
+	if spare("writeLayer") || spare("workLayer") {
+		t.Errorf("system prune left spares: writeLayer %v, workLayer %v", spare("writeLayer"), spare("workLayer"))
+	}
+}
+
+// xattrNames lists the extended attributes of path.
+func xattrNames(path string) ([]string, error) {
+	buf := make([]byte, 4096)
+	n, err := unix.Llistxattr(path, buf)
+	if err != nil {
+		return nil, err
+	}
+	return strings.Split(strings.TrimSuffix(string(buf[:n]), "\x00"), "\x00"), nil
+}

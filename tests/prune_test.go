@@ -155,6 +155,12 @@ func TestPrune(t *testing.T) {
 			t.Errorf("prune touched %s:\n%s", notWant, out)
 		}
 	}
+	// What removals keep for the next container goes too.
+	for _, sub := range []string{"writeLayer", "workLayer"} {
+		if _, err := os.Lstat(filepath.Join(f.image, sub, ".spare")); !os.IsNotExist(err) {
+			t.Errorf("prune left %s/.spare (%v)", sub, err)
+		}
+	}
 	if again := f.ok("system", "prune"); again != "nothing to remove\n" {
 		t.Errorf("second prune: %q", again)
 	}

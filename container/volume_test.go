@@ -1,0 +1,177 @@
+package container
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// layerRoots makes an image root and a state root for layer tests; the owner mark is a
+// trusted extended attribute, which needs root.
+func layerRoots(t *testing.T) Roots {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("layer marks are trusted.* extended attributes: needs root")
+	}
+	dir := t.TempDir()
+	return Roots{State: filepath.Join(dir, "state"), Image: filepath.Join(dir, "image")}
+}
+
+// leaveOverlayWork makes what an unmounted volatile overlay leaves behind in its layers.
+func leaveOverlayWork(t *testing.T, roots Roots, name string) {
+	t.Helper()
+	work := filepath.Join(roots.WorkDir(name), "work", "incompat", "volatile")
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "dirty"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(roots.UpperDir(name), overlayUUIDXattr, []byte("0123456789abcdef"), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+func TestLayerSpares(t *testing.T) {
+	roots := layerRoots(t)
+	upperSpare := filepath.Join(roots.Image, "writeLayer", spareLayer)
+	workSpare := filepath.Join(roots.Image, "workLayer", spareLayer)
+
+	if err := createLayers(roots, "one"); err != nil {
+		t.Fatal(err)
+	}
+	leaveOverlayWork(t, roots, "one")
+	if err := removeLayers(roots, "one"); err != nil {
+		t.Fatal(err)
+	}
+	if exists(roots.UpperDir("one")) || exists(roots.WorkDir("one")) {
+		t.Fatal("layers of one still there")
+	}
+	for _, p := range []string{upperSpare, workSpare} {
+		if !ownedLayer(p, roots.State) {
+			t.Errorf("%s: missing or not marked", p)
+		}
+		buf := make([]byte, 256)
+		if n, err := unix.Llistxattr(p, buf); err != nil || string(buf[:n]) != layerOwnerXattr+"\x00" {
+			t.Errorf("%s carries %q (%v), want only the owner mark", p, buf[:n], err)
+		}
+	}
+
+	// The next container takes both, marked for its own installation.
+	other := roots
+	other.State = roots.State + "-other"
+	if err := createLayers(other, "two"); err != nil {
+		t.Fatal(err)
+	}
+	if exists(upperSpare) || exists(workSpare) {
+		t.Error("spares not taken")
+	}
+	if !ownedLayer(other.UpperDir("two"), other.State) || !ownedLayer(other.WorkDir("two"), other.State) {
+		t.Error("taken spares not marked for the new owner")
+	}
+
+	// Not kept: an upper layer with content, one whose mode changed, one with a foreign
+	// attribute; a spare already there is never replaced.
+	cases := map[string]func(dir string) error{
+		"content": func(dir string) error { return os.WriteFile(filepath.Join(dir, "f"), nil, 0o600) },
+		"mode":    func(dir string) error { return os.Chmod(dir, 0o700) },
+		"xattr":   func(dir string) error { return unix.Setxattr(dir, "trusted.overlay.opaque", []byte("y"), 0) },
+	}
+	for what, change := range cases {
+		if err := createLayers(roots, what); err != nil {
+			t.Fatal(err)
+		}
+		if err := change(roots.UpperDir(what)); err != nil {
+			t.Fatal(err)
+		}
+		if err := removeLayers(roots, what); err != nil {
+			t.Fatal(err)
+		}
+		if exists(roots.UpperDir(what)) || exists(upperSpare) {
+			t.Errorf("%s: upper layer left (%v) or kept as spare (%v)", what, exists(roots.UpperDir(what)), exists(upperSpare))
+		}
+		os.Remove(workSpare)
+	}
+	if err := createLayers(roots, "three"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(upperSpare, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(upperSpare, "marker"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeLayers(roots, "three"); err != nil {
+		t.Fatal(err)
+	}
+	if exists(roots.UpperDir("three")) || !exists(filepath.Join(upperSpare, "marker")) {
+		t.Error("an existing spare was replaced, or the layer left")
+	}
+	os.RemoveAll(upperSpare)
+
+	// Prune's part: only this installation's spares go.
+	if err := createLayers(roots, "four"); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeLayers(roots, "four"); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeLayerSpares(other); err != nil || !exists(upperSpare) || !exists(workSpare) {
+		t.Errorf("another installation's prune removed our spares (%v)", err)
+	}
+	if err := removeLayerSpares(roots); err != nil || exists(upperSpare) || exists(workSpare) {
+		t.Errorf("prune left our spares (%v)", err)
+	}
+	if err := removeLayerSpares(roots); err != nil {
+		t.Errorf("nothing to remove: %v", err)
+	}
+}
+
+func TestUserFromImage(t *testing.T) {
+	img := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(img, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(img, "etc", "passwd"), []byte("root:x:0:0::/root:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vol := func(target string) []Volume { return []Volume{{Host: "/srv", Target: target}} }
+	for _, tc := range []struct {
+		volumes []Volume
+		want    bool
+	}{
+		{nil, true},
+		{vol("/data"), true},
+		{vol("/etcetera"), true},
+		{vol("/etc/passwd.d"), true},
+		{vol("/"), false},
+		{vol("/etc"), false},
+		{vol("/etc/passwd"), false},
+		{vol("/etc/group"), false},
+	} {
+		if got := userFromImage(img, tc.volumes); got != tc.want {
+			t.Errorf("volumes %v: %v, want %v", tc.volumes, got, tc.want)
+		}
+	}
+	// A symbolic link in the image could lead the look-up under a volume.
+	if err := os.Symlink("/data/group", filepath.Join(img, "etc", "group")); err != nil {
+		t.Fatal(err)
+	}
+	if userFromImage(img, nil) {
+		t.Error("an image whose /etc/group is a symbolic link: looked up in the image")
+	}
+	link := t.TempDir()
+	if err := os.Symlink("usr/etc", filepath.Join(link, "etc")); err != nil {
+		t.Fatal(err)
+	}
+	if userFromImage(link, nil) {
+		t.Error("an image whose /etc is a symbolic link: looked up in the image")
+	}
+}
