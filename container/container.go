@@ -149,6 +149,12 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		rec.Volume = append(rec.Volume, v.String())
 	}
 	var lock *Lock
+	var early <-chan cgroupLookup // the cgroup of the first name tried, looked up while it is reserved
+	defer func() {
+		if early != nil {
+			<-early
+		}
+	}()
 	for attempt := 0; ; attempt++ {
 		if rec.ID, err = newID(); err != nil {
 			return nil, err
@@ -162,6 +168,9 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		}
 		if err := ValidateName("container", rec.Name); err != nil {
 			return nil, err
+		}
+		if attempt == 0 {
+			early = lookUpCgroup(spec, rec.Name)
 		}
 		lock, err = store.Reserve(rec)
 		if err == nil {
@@ -211,7 +220,12 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		return err
 	}
 	defer waitLayers() // never leave it running under a rollback
-	cg, err := c.claimCgroup()
+	looked := <-early
+	early = nil
+	if looked.name != rec.Name { // reserved under another name than the first tried
+		looked = <-lookUpCgroup(spec, rec.Name)
+	}
+	cg, err := c.claimCgroup(looked)
 	if err != nil {
 		return c, err
 	}
@@ -337,23 +351,40 @@ func userFromImage(lower string, volumes []Volume) bool {
 	return true
 }
 
-// claimCgroup validates the container's limits and claims its cgroup: on cgroup v2 made
-// whole, with its limits, for the init to be cloned into; on v1 the claim directory only. It
-// is completed in the other v1 hierarchies while the init builds its root; the init joins
-// those once they are complete, before its command runs. The claimed cgroup is c.cg.
-func (c *Container) claimCgroup() (*cgroup.Cgroup, error) {
-	spec := c.Record.Spec
-	limits := spec.Limits
-	limits.AllDevices = spec.Security.Privileged
-	cg, err := cgroup.New(spec.CgroupParent, c.Record.Name, limits)
-	if err != nil {
+// cgroupLookup is a container's cgroup as cgroup.New returns it: validated, its hierarchies
+// found, nothing made yet.
+type cgroupLookup struct {
+	name string
+	cg   *cgroup.Cgroup
+	err  error
+}
+
+// lookUpCgroup runs cgroup.New for a container named name in the background.
+func lookUpCgroup(spec Spec, name string) <-chan cgroupLookup {
+	ch := make(chan cgroupLookup, 1)
+	go func() {
+		limits := spec.Limits
+		limits.AllDevices = spec.Security.Privileged
+		cg, err := cgroup.New(spec.CgroupParent, name, limits)
+		ch <- cgroupLookup{name, cg, err}
+	}()
+	return ch
+}
+
+// claimCgroup claims the container's cgroup (looked up, with its limits validated, by
+// lookUpCgroup): on cgroup v2 made whole, with its limits, for the init to be cloned into; on
+// v1 the claim directory only. It is completed in the other v1 hierarchies while the init
+// builds its root; the init joins those once they are complete, before its command runs.
+// The claimed cgroup is c.cg.
+func (c *Container) claimCgroup(looked cgroupLookup) (*cgroup.Cgroup, error) {
+	if looked.err != nil {
+		return nil, looked.err
+	}
+	if err := looked.cg.Claim(); err != nil {
 		return nil, err
 	}
-	if err := cg.Claim(); err != nil {
-		return nil, err
-	}
-	c.cg = cg
-	return cg, nil
+	c.cg = looked.cg
+	return looked.cg, nil
 }
 
 // startInit starts the container's init in new namespaces (the init constructor of package
