@@ -19,17 +19,15 @@ func createLayers(roots Roots, name string) error {
 	if err := os.MkdirAll(roots.MountPoint(), 0o711); err != nil {
 		return err
 	}
-	dirs := []string{roots.UpperDir(name), roots.WorkDir(name)}
-	made := make([]bool, len(dirs))
-	errs := make([]error, len(dirs))
+	var made [2]bool
+	var errs [2]error
 	var wg sync.WaitGroup
-	for i, d := range dirs {
-		wg.Go(func() { made[i], errs[i] = createLayer(d, roots.State) })
-	}
+	wg.Go(func() { made[0], errs[0] = createLayer(roots.UpperDir(name), roots.State, true) })
+	wg.Go(func() { made[1], errs[1] = createLayer(roots.WorkDir(name), roots.State, false) })
 	wg.Wait()
-	err := errors.Join(errs...)
+	err := errors.Join(errs[:]...)
 	if err != nil {
-		for i, d := range dirs {
+		for i, d := range [...]string{roots.UpperDir(name), roots.WorkDir(name)} {
 			if made[i] {
 				os.RemoveAll(d)
 			}
@@ -39,19 +37,21 @@ func createLayers(roots Roots, name string) error {
 }
 
 // createLayer makes one new layer directory and marks it; made says whether the directory
-// was made (and is to be removed on failure). The parent's spare (see giveBackLayer) is taken
-// if there is one: on a file system that frees directories slowly, renaming an empty one is
-// cheaper than making one.
-func createLayer(dir, stateRoot string) (made bool, err error) {
+// was made (and is to be removed on failure). With spare, it takes its parent's spare if there
+// is one (see giveBackLayer): on a file system that frees directories slowly, renaming an
+// empty one is cheaper than making one.
+func createLayer(dir, stateRoot string, spare bool) (made bool, err error) {
 	parent := filepath.Dir(dir)
-	err = unix.Renameat2(unix.AT_FDCWD, filepath.Join(parent, spareLayer), unix.AT_FDCWD, dir, unix.RENAME_NOREPLACE)
-	switch {
-	case err == nil:
-		return true, markLayer(dir, stateRoot)
-	case errors.Is(err, unix.EEXIST):
-		return false, fmt.Errorf("%s: %w", dir, ErrLayerExists)
+	if spare {
+		err := unix.Renameat2(unix.AT_FDCWD, filepath.Join(parent, spareLayer), unix.AT_FDCWD, dir, unix.RENAME_NOREPLACE)
+		switch {
+		case err == nil:
+			return true, markLayer(dir, stateRoot)
+		case errors.Is(err, unix.EEXIST):
+			return false, fmt.Errorf("%s: %w", dir, ErrLayerExists)
+		}
 	}
-	if err := os.MkdirAll(parent, 0o711); err != nil {
+	if err := makeLayerParent(parent); err != nil {
 		return false, err
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -63,8 +63,53 @@ func createLayer(dir, stateRoot string) (made bool, err error) {
 	return true, markLayer(dir, stateRoot)
 }
 
-// spareLayer is the name, in writeLayer and workLayer, of an empty layer directory a removal
-// kept for the next container (see giveBackLayer). Prune removes it.
+// makeLayerParent makes writeLayer or workLayer if it is missing, flagged as the top of
+// unrelated directory trees (FS_TOPDIR_FL, chattr +T). ext4 then puts each layer directory
+// made in it in a block group of its own choosing, spread over the disk, instead of in its
+// parent's group, and the inodes made under it follow. This matters on ext4 without a journal,
+// where a new inode skips every inode of its group freed in the last minutes, one look-up
+// each: the overlay makes and removes seven inodes in its work directory at every mount, and
+// with every container's in the same group, making one took up to 1 ms. A file system that
+// has no such flag ignores it.
+func makeLayerParent(parent string) error {
+	err := os.Mkdir(parent, 0o711)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		err = os.MkdirAll(parent, 0o711)
+	}
+	if err != nil {
+		return err
+	}
+	return setTopDir(parent)
+}
+
+// setTopDir sets FS_TOPDIR_FL on dir where the file system knows the flag.
+func setTopDir(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(fd)
+	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	if err == nil {
+		err = unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags|fsTopDirFlag))
+	}
+	switch {
+	case err == nil, errors.Is(err, unix.ENOTTY), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EINVAL):
+		return nil
+	}
+	return &os.PathError{Op: "set the top directory flag of", Path: dir, Err: err}
+}
+
+// fsTopDirFlag is FS_TOPDIR_FL of linux/fs.h.
+const fsTopDirFlag = 0x00020000
+
+// spareLayer is the name, in writeLayer, of an empty upper layer directory a removal kept for
+// the next container (see giveBackLayer). Work directories are never kept: the overlay makes
+// and removes inodes in its work directory at every mount, and a kept one would gather all
+// of them in one block group (see makeLayerParent). Prune removes it.
 const spareLayer = ".spare"
 
 // removeLayerSpares removes the spare layer directories that carry this installation's mark.
@@ -89,31 +134,26 @@ const overlayUUIDXattr = "trusted.overlay.uuid"
 // removeLayers deletes a container's overlay directories (and the mount point of its own that
 // an earlier version made). The overlay itself is mounted only inside the container's mount
 // namespace and went away with it, so there is nothing to unmount here; a directory that is
-// already gone is fine. They are removed at the same time.
+// already gone is fine. They are removed at the same time. An upper layer that is exactly as
+// createLayer made it is kept as writeLayer's spare (giveBackLayer). What an overlay that
+// wrote nothing leaves in its work directory once unmounted ("work" and, with the volatile
+// option, its "incompat/volatile" marker holding the empty file "dirty") goes with one
+// unlink(2) or rmdir(2) each, relative to the directory; anything else with os.RemoveAll.
 func removeLayers(roots Roots, name string) error {
 	var errs [3]error
 	var wg sync.WaitGroup
 	wg.Go(func() { errs[0] = removeDir(roots.legacyMergedDir(name)) })
-	wg.Go(func() { errs[1] = removeLayer(roots.UpperDir(name), false) })
-	wg.Go(func() { errs[2] = removeLayer(roots.WorkDir(name), true) })
+	wg.Go(func() {
+		if !giveBackLayer(roots.UpperDir(name)) {
+			errs[1] = removeDir(roots.UpperDir(name))
+		}
+	})
+	wg.Go(func() {
+		removeOverlayWork(roots.WorkDir(name)) // whatever it could not remove, RemoveAll does
+		errs[2] = removeDir(roots.WorkDir(name))
+	})
 	wg.Wait()
 	return errors.Join(errs[:]...)
-}
-
-// removeLayer removes one layer directory, the overlay's work directory if work. What an
-// overlay that wrote nothing leaves (an empty upper directory; in the work directory, once
-// unmounted, "work" and, with the volatile option, its "incompat/volatile" marker holding the
-// empty file "dirty") goes with one unlink(2) or rmdir(2) each, relative to the directory,
-// and the emptied directory is given back as the parent's spare (giveBackLayer). Anything
-// else goes with os.RemoveAll.
-func removeLayer(dir string, work bool) error {
-	if work {
-		removeOverlayWork(dir) // whatever it could not remove, RemoveAll does
-	}
-	if giveBackLayer(dir) {
-		return nil
-	}
-	return removeDir(dir)
 }
 
 // removeDir removes dir and what it holds; one that is gone is fine.

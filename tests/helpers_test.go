@@ -173,10 +173,9 @@ func cgroupsOf(names ...string) []string {
 
 // treeSnapshot records every entry under root (not following symlinks): type, mode, size,
 // symlink target and a hash of regular files' contents. A state root's spare record
-// directory and an image root's spare layer directories (".spare", and writeLayer/.spare and
-// workLayer/.spare: emptied by a removal and kept for the next container) are not recorded
-// while they are empty: whether a run took them or left them holds nothing. Whatever they
-// hold is recorded.
+// directory and an image root's spare upper layer (".spare" and writeLayer/.spare: emptied by
+// a removal and kept for the next container) are not recorded while they are empty: whether
+// a run took them or left them holds nothing. Whatever they hold is recorded.
 func treeSnapshot(t *testing.T, root string) map[string]string {
 	t.Helper()
 	snap := map[string]string{}
@@ -187,7 +186,7 @@ func treeSnapshot(t *testing.T, root string) map[string]string {
 			}
 			return err
 		}
-		if d.IsDir() && (p == filepath.Join(root, ".spare") || p == filepath.Join(root, "writeLayer", ".spare") || p == filepath.Join(root, "workLayer", ".spare")) {
+		if d.IsDir() && (p == filepath.Join(root, ".spare") || p == filepath.Join(root, "writeLayer", ".spare")) {
 			if ents, err := os.ReadDir(p); err == nil && len(ents) == 0 {
 				return filepath.SkipDir
 			}
