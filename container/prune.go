@@ -89,7 +89,7 @@ const watchRootEnv = "_FOCKKER_WATCH_ROOT"
 // exclusive for the collector.
 func lockInstall(root string, how int) (*Lock, error) {
 	if how&unix.LOCK_NB == 0 {
-		if err := os.MkdirAll(root, 0o711); err != nil {
+		if err := mkdirTop(root); err != nil {
 			return nil, fmt.Errorf("create state root: %w", err)
 		}
 	}

@@ -97,7 +97,7 @@ func (s *Store) Reserve(rec *Record) (*Lock, error) {
 	if rec.Name == networkDir {
 		return nil, fmt.Errorf("container name %q is reserved for the network state: %w", rec.Name, ErrNameInUse)
 	}
-	if err := os.MkdirAll(s.root, 0o711); err != nil {
+	if err := mkdirTop(s.root); err != nil {
 		return nil, fmt.Errorf("create state root: %w", err)
 	}
 	tmp, err := s.newDir(".new-" + rec.Name + "-")

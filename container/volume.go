@@ -51,7 +51,7 @@ func createLayer(dir, stateRoot string, spare bool) (made bool, err error) {
 			return false, fmt.Errorf("%s: %w", dir, ErrLayerExists)
 		}
 	}
-	if err := makeLayerParent(parent); err != nil {
+	if err := mkdirTop(parent); err != nil {
 		return false, err
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -63,26 +63,27 @@ func createLayer(dir, stateRoot string, spare bool) (made bool, err error) {
 	return true, markLayer(dir, stateRoot)
 }
 
-// makeLayerParent makes writeLayer or workLayer if it is missing, flagged as the top of
-// unrelated directory trees (FS_TOPDIR_FL, chattr +T). ext4 then puts each layer directory
-// made in it in a block group of its own choosing, spread over the disk, instead of in its
-// parent's group, and the inodes made under it follow. This matters on ext4 without a journal,
-// where a new inode skips every inode of its group freed in the last minutes, one look-up
-// each: the overlay makes and removes seven inodes in its work directory at every mount, and
-// with every container's in the same group, making one took up to 1 ms. A file system that
-// has no such flag ignores it.
-func makeLayerParent(parent string) error {
-	err := os.Mkdir(parent, 0o711)
+// mkdirTop makes dir (and its parents) if it is missing, flagged as the top of unrelated
+// directory trees (FS_TOPDIR_FL, chattr +T): the state root, writeLayer and workLayer. ext4
+// then puts each directory made in it in a block group of its own choosing, spread over the
+// disk, instead of in its parent's group, and the inodes made under that directory follow.
+// This matters on ext4 without a journal, where a new inode skips every inode of its group
+// freed in the last minutes, one look-up each: the overlay makes and removes seven inodes in
+// its work directory at every mount, a run replaces its record twice, and with all of that in
+// one group making an inode took up to 1 ms after a few hundred runs. A file system that has
+// no such flag ignores it; an existing directory is left as it is.
+func mkdirTop(dir string) error {
+	err := os.Mkdir(dir, 0o711)
 	if errors.Is(err, os.ErrExist) {
 		return nil
 	}
 	if errors.Is(err, os.ErrNotExist) {
-		err = os.MkdirAll(parent, 0o711)
+		err = os.MkdirAll(dir, 0o711)
 	}
 	if err != nil {
 		return err
 	}
-	return setTopDir(parent)
+	return setTopDir(dir)
 }
 
 // setTopDir sets FS_TOPDIR_FL on dir where the file system knows the flag.

@@ -67,13 +67,7 @@ func TestLayerSpares(t *testing.T) {
 	// The parents are the tops of unrelated trees for ext4's allocator, where the file
 	// system has the flag.
 	for _, sub := range []string{"writeLayer", "workLayer"} {
-		fd, err := unix.Open(filepath.Join(roots.Image, sub), unix.O_RDONLY|unix.O_DIRECTORY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
-		unix.Close(fd)
-		if err == nil && flags&fsTopDirFlag == 0 {
+		if ok, flags := topDir(t, filepath.Join(roots.Image, sub)); !ok {
 			t.Errorf("%s: flags %#x, no FS_TOPDIR_FL", sub, flags)
 		}
 	}
@@ -192,5 +186,42 @@ func TestUserFromImage(t *testing.T) {
 	}
 	if userFromImage(link, nil) {
 		t.Error("an image whose /etc is a symbolic link: looked up in the image")
+	}
+}
+
+// topDir reports whether dir carries FS_TOPDIR_FL, or true if its file system has no flags.
+func topDir(t *testing.T, dir string) (bool, uint32) {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	return err != nil || flags&fsTopDirFlag != 0, flags
+}
+
+func TestMkdirTop(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "state")
+	if err := mkdirTop(dir); err != nil {
+		t.Fatal(err)
+	}
+	if ok, flags := topDir(t, dir); !ok {
+		t.Errorf("new directory: flags %#x, no FS_TOPDIR_FL", flags)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o711 {
+		t.Errorf("new directory: %v, %v", fi, err)
+	}
+	// An existing directory is left as it is.
+	old := t.TempDir()
+	if err := mkdirTop(old); err != nil {
+		t.Fatal(err)
+	}
+	if fd, err := unix.Open(old, unix.O_RDONLY|unix.O_DIRECTORY, 0); err == nil {
+		flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+		unix.Close(fd)
+		if err == nil && flags&fsTopDirFlag != 0 {
+			t.Errorf("existing directory flagged")
+		}
 	}
 }
