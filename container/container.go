@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/big"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
@@ -61,7 +60,7 @@ type Container struct {
 	// until the container started or was destroyed: the collector never sees it half-built.
 	install *Lock
 	init    *nsenter.Init
-	cmd     *exec.Cmd // init.Cmd once started
+	process *nsenter.Process // the init, once started
 	cg      *cgroup.Cgroup
 	proc    *security.Process // what the container's processes are restricted to
 	layers  bool              // the overlay directories are ours to remove
@@ -434,22 +433,11 @@ func (c *Container) startInit(stdio IO, lower string) error {
 	if err != nil {
 		return fmt.Errorf("container init: %w", err)
 	}
-	cmd := in.Cmd
-	// A nil *os.File must reach exec.Cmd as a nil interface, which means /dev/null.
-	if stdio.Stdin != nil {
-		cmd.Stdin = stdio.Stdin
-	}
-	if stdio.Stdout != nil {
-		cmd.Stdout = stdio.Stdout
-	}
-	if stdio.Stderr != nil {
-		cmd.Stderr = stdio.Stderr
-	}
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWPID)
 	if rec.Spec.ownNet() {
 		flags |= unix.CLONE_NEWNET
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
+	sys := &syscall.SysProcAttr{
 		Cloneflags: flags,
 		Setsid:     true,
 		Setctty:    stdio.Tty,
@@ -458,17 +446,16 @@ func (c *Container) startInit(stdio IO, lower string) error {
 		Pdeathsig: unix.SIGKILL,
 	}
 	if v2 != nil {
-		cmd.SysProcAttr.UseCgroupFD = true
-		cmd.SysProcAttr.CgroupFD = int(v2.Fd())
+		sys.UseCgroupFD = true
+		sys.CgroupFD = int(v2.Fd())
 	}
-	err = cmd.Start()
-	in.Started()
+	p, err := in.Start([3]*os.File{stdio.Stdin, stdio.Stdout, stdio.Stderr}, sys)
 	if err != nil {
 		in.Close()
 		return fmt.Errorf("start container init: %w", err)
 	}
-	c.init, c.cmd = in, cmd
-	rec.Pid = cmd.Process.Pid
+	c.init, c.process = in, p
+	rec.Pid = p.Pid
 	if stdio.Forked != nil {
 		stdio.Forked()
 	}
@@ -584,11 +571,15 @@ func (c *Container) Start() error {
 
 // Wait waits for the container's init to exit and returns its exit code.
 func (c *Container) Wait() int {
-	_ = c.cmd.Wait() // the exit status is in ProcessState
+	ws, err := c.process.Wait()
+	c.process.Release()
 	if c.logf != nil {
 		c.logf.Close()
 	}
-	return ExitCodeOf(c.cmd.ProcessState)
+	if err != nil {
+		return ExitEngine
+	}
+	return waitCode(ws)
 }
 
 // ExitCodeOf is a finished process's exit code, 128+N for a death by signal N, as shells
@@ -669,10 +660,11 @@ func (c *Container) Destroy() error {
 	if c.init != nil {
 		c.init.Close()
 	}
-	if c.cmd != nil && c.cmd.Process != nil {
-		_ = c.cmd.Process.Kill() // it may have exited already; Wait tells
-		_ = c.cmd.Wait()
-		c.cmd = nil
+	if c.process != nil {
+		_ = c.process.Signal(unix.SIGKILL) // it may have exited already; Wait tells
+		_, _ = c.process.Wait()
+		c.process.Release()
+		c.process = nil
 	}
 	if c.logf != nil {
 		c.logf.Close()
@@ -704,8 +696,9 @@ func (c *Container) Destroy() error {
 
 // Signal sends sig to the container's init (the CLI forwards the signals it receives).
 func (c *Container) Signal(sig os.Signal) error {
-	if c.cmd == nil || c.cmd.Process == nil {
+	s, ok := sig.(syscall.Signal)
+	if c.process == nil || !ok {
 		return ErrNotRunning
 	}
-	return c.cmd.Process.Signal(sig)
+	return c.process.Signal(s)
 }

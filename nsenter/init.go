@@ -9,8 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // initEnvFD names the private environment variable that switches the init
@@ -355,5 +360,92 @@ func (in *Init) Close() {
 	if in.stR != nil {
 		in.stR.Close()
 		in.stR = nil
+	}
+}
+
+// Start starts the init with stdin, stdout and stderr (nil means /dev/null) and sys, which
+// holds its new namespaces at least; Start sets sys.PidFD. It is Cmd.Start without os/exec
+// and os.StartProcess, whose first use in a process checks that pidfds work by cloning a
+// child of its own. Started is called.
+func (in *Init) Start(stdio [3]*os.File, sys *syscall.SysProcAttr) (*Process, error) {
+	defer in.Started()
+	files := make([]uintptr, 0, 3+len(in.Cmd.ExtraFiles))
+	for _, f := range stdio {
+		if f == nil {
+			null, err := os.Open(os.DevNull)
+			if err != nil {
+				return nil, err
+			}
+			defer null.Close()
+			f = null
+		}
+		files = append(files, f.Fd())
+	}
+	for _, f := range in.Cmd.ExtraFiles {
+		files = append(files, f.Fd())
+	}
+	pidfd := -1
+	attr := *sys
+	attr.PidFD = &pidfd
+	pid, err := syscall.ForkExec(in.Cmd.Path, in.Cmd.Args, &syscall.ProcAttr{Env: in.Cmd.Env, Files: files, Sys: &attr})
+	runtime.KeepAlive(stdio)
+	if err != nil {
+		return nil, &os.PathError{Op: "fork/exec", Path: in.Cmd.Path, Err: err}
+	}
+	return &Process{Pid: pid, pidfd: pidfd}, nil
+}
+
+// Process is a child started by Init.Start. Signal reaches it through a pidfd, so never
+// another process that got its PID once it is gone.
+type Process struct {
+	Pid    int
+	status *syscall.WaitStatus
+	mu     sync.Mutex // guards pidfd: Signal and Release may run while Wait blocks
+	pidfd  int
+}
+
+// Wait waits for the process to exit and reaps it; a later call returns the same status.
+func (p *Process) Wait() (syscall.WaitStatus, error) {
+	if p.status != nil {
+		return *p.status, nil
+	}
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(p.Pid, &ws, 0, nil)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EINTR) {
+			return 0, os.NewSyscallError("wait4", err)
+		}
+	}
+	p.status = &ws
+	return ws, nil
+}
+
+// Signal sends sig; os.ErrProcessDone once the process is gone.
+func (p *Process) Signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pidfd < 0 {
+		return os.ErrProcessDone
+	}
+	err := unix.PidfdSendSignal(p.pidfd, sig, nil, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return os.ErrProcessDone
+	}
+	if err != nil {
+		return os.NewSyscallError("pidfd_send_signal", err)
+	}
+	return nil
+}
+
+// Release closes the pidfd; call it once nothing signals the process any more.
+func (p *Process) Release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pidfd >= 0 {
+		unix.Close(p.pidfd)
+		p.pidfd = -1
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -332,5 +333,60 @@ func TestInitRefusesSymlinkedProc(t *testing.T) {
 				t.Errorf("something was made behind the symlink: %v", ents)
 			}
 		})
+	}
+}
+
+// TestInitStart: Init.Start (no os/exec) starts the init in its namespaces with /dev/null for
+// nil streams; Process waits for it once, and signals it only while it lives.
+func TestInitStart(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	in, err := NewInit(testBinary(t), &InitConfig{
+		Overlay:  "lowerdir=" + dir + "/lower,upperdir=" + dir + "/upper,workdir=" + dir + "/work",
+		Root:     dir + "/merged",
+		Hostname: "x",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(in.Close)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	p, err := in.Start([3]*os.File{nil, nil, w}, &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID})
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Release()
+	// It runs in a PID namespace of its own, with /dev/null on stdin and stdout.
+	if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/0", p.Pid)); err != nil || target != os.DevNull {
+		t.Errorf("stdin is %q (%v), want %s", target, err, os.DevNull)
+	}
+	self, _ := os.Readlink("/proc/self/ns/pid")
+	if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", p.Pid)); err != nil || ns == self {
+		t.Errorf("pid namespace %q (%v), ours %q", ns, err, self)
+	}
+	if err := p.Signal(unix.SIGKILL); err != nil {
+		t.Fatalf("signal a live init: %v", err)
+	}
+	ws, err := p.Wait()
+	if err != nil || !ws.Signaled() || ws.Signal() != unix.SIGKILL {
+		t.Errorf("wait: %v %v, want killed by SIGKILL", ws, err)
+	}
+	if again, err := p.Wait(); err != nil || again != ws {
+		t.Errorf("second wait: %v %v", again, err)
+	}
+	if err := p.Signal(unix.SIGTERM); !errors.Is(err, os.ErrProcessDone) {
+		t.Errorf("signal after wait: %v, want os.ErrProcessDone", err)
+	}
+	p.Release()
+	if err := p.Signal(unix.SIGTERM); !errors.Is(err, os.ErrProcessDone) {
+		t.Errorf("signal after release: %v, want os.ErrProcessDone", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "merged")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("something was made: %v", err)
 	}
 }
