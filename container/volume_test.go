@@ -3,6 +3,8 @@ package container
 import (
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -58,11 +60,18 @@ func TestLayerSpares(t *testing.T) {
 		t.Errorf("%s: missing or not marked", upperSpare)
 	}
 	buf := make([]byte, 256)
-	if n, err := unix.Llistxattr(upperSpare, buf); err != nil || string(buf[:n]) != layerOwnerXattr+"\x00" {
-		t.Errorf("%s carries %q (%v), want only the owner mark", upperSpare, buf[:n], err)
+	n, err := unix.Llistxattr(upperSpare, buf)
+	names := strings.Split(strings.TrimSuffix(string(buf[:max(n, 0)]), "\x00"), "\x00")
+	slices.Sort(names)
+	if err != nil || !slices.Equal(names, []string{layerOwnerXattr, overlayUUIDXattr}) {
+		t.Errorf("%s carries %q (%v), want the owner mark and the overlay's identity", upperSpare, names, err)
 	}
 	if exists(workSpare) {
 		t.Errorf("a work directory was kept: %s", workSpare)
+	}
+	// Nothing of the work directory is left, not even what was moved out to be removed.
+	if ents, err := os.ReadDir(filepath.Join(roots.Image, "workLayer")); err != nil || len(ents) > 0 {
+		t.Errorf("workLayer holds %v (%v)", ents, err)
 	}
 	// The parents are the tops of unrelated trees for ext4's allocator, where the file
 	// system has the flag.
@@ -223,5 +232,31 @@ func TestMkdirTop(t *testing.T) {
 		if err == nil && flags&fsTopDirFlag != 0 {
 			t.Errorf("existing directory flagged")
 		}
+	}
+}
+
+// TestRemoveWorkDir: what removeWorkDir cannot place (something the overlay never makes) is
+// removed with the rest, and nothing is left next to the directory.
+func TestRemoveWorkDir(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "c1")
+	for _, p := range []string{"work/incompat/volatile", "work/other", "stray"} {
+		if err := os.MkdirAll(filepath.Join(dir, p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"work/incompat/volatile/dirty", "work/other/file", "stray/file"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := removeWorkDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if ents, err := os.ReadDir(parent); err != nil || len(ents) > 0 {
+		t.Errorf("left %v (%v)", ents, err)
+	}
+	if err := removeWorkDir(dir); err != nil {
+		t.Errorf("a work directory that is gone: %v", err)
 	}
 }
