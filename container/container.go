@@ -148,12 +148,6 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		rec.Volume = append(rec.Volume, v.String())
 	}
 	var lock *Lock
-	var early <-chan cgroupLookup // the cgroup of the first name tried, looked up while it is reserved
-	defer func() {
-		if early != nil {
-			<-early
-		}
-	}()
 	for attempt := 0; ; attempt++ {
 		if rec.ID, err = newID(); err != nil {
 			return nil, err
@@ -168,9 +162,6 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		if err := ValidateName("container", rec.Name); err != nil {
 			return nil, err
 		}
-		if attempt == 0 {
-			early = lookUpCgroup(spec, rec.Name)
-		}
 		lock, err = store.Reserve(rec)
 		if err == nil {
 			break
@@ -180,20 +171,13 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		}
 	}
 	c = &Container{Record: rec, roots: roots, store: store, lock: lock, install: install, proc: proc}
-	// The user is looked up while everything else is made, in the image itself, when nothing
-	// the container mounts can hide the image's user database (see userFromImage).
-	var userDone chan userLookup
+	// The user is looked up now, in the image itself, when nothing the container mounts can
+	// hide the image's user database (see userFromImage): its init then never waits for it.
+	// Two small files: a goroutine would cost more in wake-ups than reading them.
+	var imageUser *userLookup
 	if userFromImage(lower, spec.Volumes) {
-		userDone = make(chan userLookup, 1)
-		go func() {
-			id, err := security.ResolveUserIn(lower, proc.User)
-			userDone <- userLookup{id, err}
-		}()
-		defer func() {
-			if userDone != nil {
-				<-userDone // never leave it running under a rollback
-			}
-		}()
+		id, err := security.ResolveUserIn(lower, proc.User)
+		imageUser = &userLookup{id, err}
 	}
 	defer func() {
 		if err != nil {
@@ -219,12 +203,7 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		return err
 	}
 	defer waitLayers() // never leave it running under a rollback
-	looked := <-early
-	early = nil
-	if looked.name != rec.Name { // reserved under another name than the first tried
-		looked = <-lookUpCgroup(spec, rec.Name)
-	}
-	cg, err := c.claimCgroup(looked)
+	cg, err := c.claimCgroup()
 	if err != nil {
 		return c, err
 	}
@@ -306,10 +285,8 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	// in its root (volumes included) now that it is built, unless the image's were already
 	// known to be what the container sees.
 	var id security.Identity
-	if userDone != nil {
-		u := <-userDone
-		userDone = nil
-		id, err = u.id, u.err
+	if imageUser != nil {
+		id, err = imageUser.id, imageUser.err
 	} else {
 		id, err = security.ResolveUserIn(fmt.Sprintf("/proc/%d/root", rec.Pid), proc.User)
 	}
@@ -350,40 +327,23 @@ func userFromImage(lower string, volumes []Volume) bool {
 	return true
 }
 
-// cgroupLookup is a container's cgroup as cgroup.New returns it: validated, its hierarchies
-// found, nothing made yet.
-type cgroupLookup struct {
-	name string
-	cg   *cgroup.Cgroup
-	err  error
-}
-
-// lookUpCgroup runs cgroup.New for a container named name in the background.
-func lookUpCgroup(spec Spec, name string) <-chan cgroupLookup {
-	ch := make(chan cgroupLookup, 1)
-	go func() {
-		limits := spec.Limits
-		limits.AllDevices = spec.Security.Privileged
-		cg, err := cgroup.New(spec.CgroupParent, name, limits)
-		ch <- cgroupLookup{name, cg, err}
-	}()
-	return ch
-}
-
-// claimCgroup claims the container's cgroup (looked up, with its limits validated, by
-// lookUpCgroup): on cgroup v2 made whole, with its limits, for the init to be cloned into; on
-// v1 the claim directory only. It is completed in the other v1 hierarchies while the init
-// builds its root; the init joins those once they are complete, before its command runs.
-// The claimed cgroup is c.cg.
-func (c *Container) claimCgroup(looked cgroupLookup) (*cgroup.Cgroup, error) {
-	if looked.err != nil {
-		return nil, looked.err
-	}
-	if err := looked.cg.Claim(); err != nil {
+// claimCgroup validates the container's limits and claims its cgroup: on cgroup v2 made
+// whole, with its limits, for the init to be cloned into; on v1 the claim directory only. It
+// is completed in the other v1 hierarchies while the init builds its root; the init joins
+// those once they are complete, before its command runs. The claimed cgroup is c.cg.
+func (c *Container) claimCgroup() (*cgroup.Cgroup, error) {
+	spec := c.Record.Spec
+	limits := spec.Limits
+	limits.AllDevices = spec.Security.Privileged
+	cg, err := cgroup.New(spec.CgroupParent, c.Record.Name, limits)
+	if err != nil {
 		return nil, err
 	}
-	c.cg = looked.cg
-	return looked.cg, nil
+	if err := cg.Claim(); err != nil {
+		return nil, err
+	}
+	c.cg = cg
+	return cg, nil
 }
 
 // startInit starts the container's init in new namespaces (the init constructor of package

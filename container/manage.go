@@ -162,22 +162,16 @@ func remove(roots Roots, name string, force bool, id string, cg *cgroup.Cgroup) 
 	// are released in parallel (the record goes last, once all of them are gone).
 	var wg sync.WaitGroup
 	var netErr, cgErr, layerErr error
-	wg.Go(func() {
-		if ep := attachment(rec); ep != nil {
-			netErr = network.NewManager(roots.State).Disconnect(ep)
-		}
-	})
-	wg.Go(func() {
-		var err error
-		if cg == nil {
-			cg, err = cgroup.Load(rec.Spec.CgroupParent, name)
-		}
-		if err == nil {
-			err = cg.Destroy()
-		}
-		cgErr = err
-	})
+	if ep := attachment(rec); ep != nil {
+		wg.Go(func() { netErr = network.NewManager(roots.State).Disconnect(ep) })
+	}
 	wg.Go(func() { layerErr = removeLayers(roots, name) })
+	if cg == nil {
+		cg, cgErr = cgroup.Load(rec.Spec.CgroupParent, name)
+	}
+	if cgErr == nil {
+		cgErr = cg.Destroy()
+	}
 	wg.Wait()
 	if err := errors.Join(netErr, cgErr, layerErr); err != nil {
 		return fmt.Errorf("container %s: %w", name, err)

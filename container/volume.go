@@ -13,18 +13,18 @@ import (
 
 // createLayers makes a container's two overlay directories, each marked with the state root
 // it belongs to (see Prune), and the shared mount point. Each must be new: a leftover with the
-// same name belongs to something else and is never reused or deleted here. The two, in
-// different parents, are made at the same time.
+// same name belongs to something else and is never reused or deleted here. Callers make them
+// in the background (a goroutine each would cost more in wake-ups than the two take).
 func createLayers(roots Roots, name string) error {
 	if err := os.MkdirAll(roots.MountPoint(), 0o711); err != nil {
 		return err
 	}
 	var made [2]bool
 	var errs [2]error
-	var wg sync.WaitGroup
-	wg.Go(func() { made[0], errs[0] = createLayer(roots.UpperDir(name), roots.State, true) })
-	wg.Go(func() { made[1], errs[1] = createLayer(roots.WorkDir(name), roots.State, false) })
-	wg.Wait()
+	made[0], errs[0] = createLayer(roots.UpperDir(name), roots.State, true)
+	if errs[0] == nil {
+		made[1], errs[1] = createLayer(roots.WorkDir(name), roots.State, false)
+	}
 	err := errors.Join(errs[:]...)
 	if err != nil {
 		for i, d := range [...]string{roots.UpperDir(name), roots.WorkDir(name)} {
@@ -144,13 +144,11 @@ const overlayUUIDXattr = "trusted.overlay.uuid"
 func removeLayers(roots Roots, name string) error {
 	var errs [3]error
 	var wg sync.WaitGroup
-	wg.Go(func() { errs[0] = removeDir(roots.legacyMergedDir(name)) })
-	wg.Go(func() {
-		if !giveBackLayer(roots.UpperDir(name)) {
-			errs[1] = removeDir(roots.UpperDir(name))
-		}
-	})
 	wg.Go(func() { errs[2] = removeWorkDir(roots.WorkDir(name)) })
+	errs[0] = removeDir(roots.legacyMergedDir(name))
+	if !giveBackLayer(roots.UpperDir(name)) {
+		errs[1] = removeDir(roots.UpperDir(name))
+	}
 	wg.Wait()
 	return errors.Join(errs[:]...)
 }
@@ -247,14 +245,16 @@ func removeWorkDir(dir string) error {
 	}
 	unix.Close(fd)
 	errs := make([]error, len(moved))
-	var wg sync.WaitGroup
-	for i, d := range moved {
-		wg.Go(func() {
-			if err := unix.Unlinkat(pfd, d, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
-				errs[i] = os.RemoveAll(filepath.Join(parent, d))
-			}
-		})
+	rmdir := func(i int) {
+		if err := unix.Unlinkat(pfd, moved[i], unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs[i] = os.RemoveAll(filepath.Join(parent, moved[i]))
+		}
 	}
+	var wg sync.WaitGroup
+	for i := 1; i < len(moved); i++ {
+		wg.Go(func() { rmdir(i) })
+	}
+	rmdir(0)
 	wg.Wait()
 	return errors.Join(errs...)
 }
