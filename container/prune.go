@@ -31,8 +31,6 @@ import (
 //     and its cgroup removed; its address stays until rm, as for any stopped container;
 //   - layer directories (mnt, writeLayer, workLayer entries) without a record, if they carry
 //     this state root's owner mark and nothing is mounted on them or running in their cgroup;
-//     and the overlay directories a killed removal had moved out of a work directory
-//     (workLayer/.rm-*);
 //   - cgroups: only those of this installation's stopped containers, and of names whose
 //     record is gone but whose marked layers show they were ours, when no process is in
 //     them. Installations with other state roots share the cgroup parent, so a cgroup with
@@ -331,9 +329,6 @@ func (g *collector) run() error {
 		names[e.name] = !removed[e.name]
 	}
 	if err := g.layers(names); err != nil {
-		errs = append(errs, err)
-	}
-	if err := g.workRemovals(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := g.unpackDirs(); err != nil {
@@ -675,33 +670,6 @@ func (g *collector) orphanLayers(candidates map[string]bool) error {
 			}
 			g.add("layer", "%s", p)
 		}
-	}
-	return errors.Join(errs...)
-}
-
-// workRemovals removes what a removal of a work directory killed halfway left: the overlay's
-// directories removeWorkDir renamed out next to it (".rm-NAME-N" in workLayer). They are
-// never anything else, and a removal racing this one finds them gone, which is fine.
-func (g *collector) workRemovals() error {
-	dir := filepath.Join(g.roots.Image, "workLayer")
-	ents, err := readDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, e := range ents {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), workRemovalPrefix) {
-			continue
-		}
-		p := filepath.Join(dir, e.Name())
-		if err := os.RemoveAll(p); err != nil {
-			errs = append(errs, fmt.Errorf("prune: %w", err))
-			continue
-		}
-		g.add("layer", "%s", p)
 	}
 	return errors.Join(errs...)
 }

@@ -212,55 +212,23 @@ func emptyDir(fd int, buf []byte) bool {
 
 // removeWorkDir removes an overlay's work directory dir. What an unmounted overlay leaves in
 // it ("work" and, with the volatile option, "work/incompat/volatile" holding the empty file
-// "dirty") is renamed out next to it (".rm-NAME-N", which Prune collects after a crash) and
-// the four directories are removed at the same time: a file system that discards a removed
-// directory's block at once (ext4 without a journal, mounted with discard, as on the machine
-// of BENCHMARKS.md) took four disk round trips for them in a row. Anything else in dir goes
-// with os.RemoveAll.
+// "dirty") goes with one unlink(2) or rmdir(2) each, relative to the directory, deepest
+// first; anything else with os.RemoveAll. (On the machine of BENCHMARKS.md each rmdir waits
+// for the disk to discard the directory's block, ~0.13 ms; issued in parallel from
+// goroutines they took longer, the device or the scheduler serialising them anyway.)
 func removeWorkDir(dir string) error {
-	parent, name := filepath.Split(filepath.Clean(dir))
-	pfd, err := unix.Open(parent, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return removeDir(dir)
-	}
-	defer unix.Close(pfd)
-	fd, err := unix.Openat(pfd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ENOENT) {
-		return nil
-	}
-	if err != nil {
-		return removeDir(dir)
-	}
-	moved := []string{name}
-	if err := unix.Unlinkat(fd, "work/incompat/volatile/dirty", 0); err == nil || errors.Is(err, unix.ENOENT) {
-		for i, sub := range [...]string{"work/incompat/volatile", "work/incompat", "work"} {
-			out := fmt.Sprintf("%s%s-%d", workRemovalPrefix, name, i)
-			err := unix.Renameat2(fd, sub, pfd, out, unix.RENAME_NOREPLACE)
-			if err == nil {
-				moved = append(moved, out)
-			} else if !errors.Is(err, unix.ENOENT) {
-				break
+	if fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+		err := unix.Unlinkat(fd, "work/incompat/volatile/dirty", 0)
+		for _, sub := range [...]string{"work/incompat/volatile", "work/incompat", "work"} {
+			if err != nil && !errors.Is(err, unix.ENOENT) {
+				break // not what an overlay leaves: RemoveAll below
 			}
+			err = unix.Unlinkat(fd, sub, unix.AT_REMOVEDIR)
 		}
+		unix.Close(fd)
 	}
-	unix.Close(fd)
-	errs := make([]error, len(moved))
-	rmdir := func(i int) {
-		if err := unix.Unlinkat(pfd, moved[i], unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
-			errs[i] = os.RemoveAll(filepath.Join(parent, moved[i]))
-		}
-	}
-	var wg sync.WaitGroup
-	for i := 1; i < len(moved); i++ {
-		wg.Go(func() { rmdir(i) })
-	}
-	rmdir(0)
-	wg.Wait()
-	return errors.Join(errs...)
+	return removeDir(dir)
 }
-
-// workRemovalPrefix starts the names of what removeWorkDir moves out of a work directory.
-const workRemovalPrefix = ".rm-"
 
 // mountErr wraps a mount failure with what was being mounted where.
 func mountErr(what, target string, err error) error {

@@ -235,8 +235,8 @@ func TestMkdirTop(t *testing.T) {
 	}
 }
 
-// TestRemoveWorkDir: what removeWorkDir cannot place (something the overlay never makes) is
-// removed with the rest, and nothing is left next to the directory.
+// TestRemoveWorkDir: what the overlay never makes is removed with the rest, and nothing is
+// left next to the directory.
 func TestRemoveWorkDir(t *testing.T) {
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "c1")
