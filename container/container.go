@@ -172,7 +172,8 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	}
 	c = &Container{Record: rec, roots: roots, store: store, lock: lock, install: install, proc: proc}
 	// The user is looked up now, in the image itself, when nothing the container mounts can
-	// hide the image's user database (see userFromImage): its init then never waits for it.
+	// hide the image's user database (no volumes, see userFromImage): its init then never
+	// waits for it.
 	// Two small files: a goroutine would cost more in wake-ups than reading them.
 	var imageUser *userLookup
 	if userFromImage(lower, spec.Volumes) {
@@ -306,19 +307,15 @@ type userLookup struct {
 }
 
 // userFromImage says whether a new container sees its image's own /etc/passwd and /etc/group
-// (lower is the image's directory): its upper layer starts empty, so unless a volume is bound
-// on one of them or on a directory above them, or a symbolic link in the image leads them
-// elsewhere (where a volume could be), it does.
+// (lower is the image's directory): its upper layer starts empty, so it does unless a volume is
+// bound into it (a volume's target is resolved in the container's root, through the image's
+// symlinks and the volumes bound before it, so any volume may end up on /etc) or a symlink in
+// the image leads the files elsewhere.
 func userFromImage(lower string, volumes []Volume) bool {
-	dbs := [...]string{security.PasswdPath, security.GroupPath}
-	for _, v := range volumes {
-		for _, db := range dbs {
-			if v.Target == "/" || db == v.Target || strings.HasPrefix(db, v.Target+"/") {
-				return false
-			}
-		}
+	if len(volumes) > 0 {
+		return false
 	}
-	for _, p := range [...]string{"/etc", dbs[0], dbs[1]} {
+	for _, p := range [...]string{"/etc", security.PasswdPath, security.GroupPath} {
 		fi, err := os.Lstat(lower + p)
 		if err != nil && !errors.Is(err, os.ErrNotExist) || err == nil && fi.Mode()&os.ModeSymlink != 0 {
 			return false

@@ -249,13 +249,9 @@ func Prune(roots Roots, opts PruneOptions) (out []Pruned, err error) {
 		return g.out, err
 	}
 	// What containers leave in place for the next one goes too: the spare record directory
-	// (no reservation runs while the lock is held), the spare layer directories this
-	// installation made, and the shared parent cgroup once empty (a run racing this
-	// recreates it).
+	// (no reservation runs while the lock is held) and the shared parent cgroup once empty
+	// (a run racing this recreates it).
 	if err := g.store.removeSpare(); err != nil {
-		return g.out, err
-	}
-	if err := removeLayerSpares(roots); err != nil {
 		return g.out, err
 	}
 	return g.out, cgroup.RemoveParent(DefaultCgroupParent)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -21,9 +20,9 @@ func createLayers(roots Roots, name string) error {
 	}
 	var made [2]bool
 	var errs [2]error
-	made[0], errs[0] = createLayer(roots.UpperDir(name), roots.State, true)
+	made[0], errs[0] = createLayer(roots.UpperDir(name), roots.State)
 	if errs[0] == nil {
-		made[1], errs[1] = createLayer(roots.WorkDir(name), roots.State, false)
+		made[1], errs[1] = createLayer(roots.WorkDir(name), roots.State)
 	}
 	err := errors.Join(errs[:]...)
 	if err != nil {
@@ -37,21 +36,9 @@ func createLayers(roots Roots, name string) error {
 }
 
 // createLayer makes one new layer directory and marks it; made says whether the directory
-// was made (and is to be removed on failure). With spare, it takes its parent's spare if there
-// is one (see giveBackLayer): on a file system that frees directories slowly, renaming an
-// empty one is cheaper than making one.
-func createLayer(dir, stateRoot string, spare bool) (made bool, err error) {
-	parent := filepath.Dir(dir)
-	if spare {
-		err := unix.Renameat2(unix.AT_FDCWD, filepath.Join(parent, spareLayer), unix.AT_FDCWD, dir, unix.RENAME_NOREPLACE)
-		switch {
-		case err == nil:
-			return true, markLayer(dir, stateRoot)
-		case errors.Is(err, unix.EEXIST):
-			return false, fmt.Errorf("%s: %w", dir, ErrLayerExists)
-		}
-	}
-	if err := mkdirTop(parent); err != nil {
+// was made (and is to be removed on failure).
+func createLayer(dir, stateRoot string) (made bool, err error) {
+	if err := mkdirTop(filepath.Dir(dir)); err != nil {
 		return false, err
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -107,48 +94,16 @@ func setTopDir(dir string) error {
 // fsTopDirFlag is FS_TOPDIR_FL of linux/fs.h.
 const fsTopDirFlag = 0x00020000
 
-// spareLayer is the name, in writeLayer, of an empty upper layer directory a removal kept for
-// the next container (see giveBackLayer). Work directories are never kept: the overlay makes
-// and removes inodes in its work directory at every mount, and a kept one would gather all
-// of them in one block group (see makeLayerParent). Prune removes it.
-const spareLayer = ".spare"
-
-// removeLayerSpares removes the spare layer directories that carry this installation's mark.
-// One that a run takes meanwhile is gone, which is fine.
-func removeLayerSpares(roots Roots) error {
-	var errs []error
-	for _, sub := range [...]string{"writeLayer", "workLayer"} {
-		p := filepath.Join(roots.Image, sub, spareLayer)
-		if !ownedLayer(p, roots.State) {
-			continue
-		}
-		if err := unix.Rmdir(p); err != nil && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, &os.PathError{Op: "rmdir", Path: p, Err: err})
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// overlayUUIDXattr is where overlayfs keeps the identity it gives an upper directory. A
-// spare keeps it, and the next container's overlay takes it over: removing it freed the
-// extended attribute block it shares with the owner mark, one more synchronous discard on
-// this machine's disk.
-const overlayUUIDXattr = "trusted.overlay.uuid"
-
 // removeLayers deletes a container's overlay directories (and the mount point of its own that
 // an earlier version made). The overlay itself is mounted only inside the container's mount
 // namespace and went away with it, so there is nothing to unmount here; a directory that is
-// already gone is fine. They are removed at the same time. An upper layer that is exactly as
-// createLayer made it is kept as writeLayer's spare (giveBackLayer); the work directory goes
-// with removeWorkDir.
+// already gone is fine. The work directory goes with removeWorkDir, beside the others.
 func removeLayers(roots Roots, name string) error {
 	var errs [3]error
 	var wg sync.WaitGroup
 	wg.Go(func() { errs[2] = removeWorkDir(roots.WorkDir(name)) })
 	errs[0] = removeDir(roots.legacyMergedDir(name))
-	if !giveBackLayer(roots.UpperDir(name)) {
-		errs[1] = removeDir(roots.UpperDir(name))
-	}
+	errs[1] = removeDir(roots.UpperDir(name))
 	wg.Wait()
 	return errors.Join(errs[:]...)
 }
@@ -159,55 +114,6 @@ func removeDir(dir string) error {
 		return nil
 	}
 	return os.RemoveAll(dir)
-}
-
-// giveBackLayer renames dir to its parent's spare if it is exactly what createLayer makes
-// (empty, mode 0755, owned by root, no extended attribute but the owner mark and the
-// overlay's identity) and there is no spare yet. It reports whether it did.
-func giveBackLayer(dir string) bool {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false
-	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if unix.Fstat(fd, &st) != nil || st.Mode != unix.S_IFDIR|0o755 || st.Uid != 0 || st.Gid != 0 {
-		return false
-	}
-	buf := make([]byte, 512)
-	if !emptyDir(fd, buf) {
-		return false
-	}
-	n, err := unix.Flistxattr(fd, buf)
-	if err != nil {
-		return false
-	}
-	for _, x := range strings.Split(strings.TrimSuffix(string(buf[:n]), "\x00"), "\x00") {
-		switch x {
-		case layerOwnerXattr, overlayUUIDXattr:
-		default:
-			return false
-		}
-	}
-	parent := filepath.Dir(dir)
-	return unix.Renameat2(unix.AT_FDCWD, dir, unix.AT_FDCWD, filepath.Join(parent, spareLayer), unix.RENAME_NOREPLACE) == nil
-}
-
-// emptyDir reports whether the directory open as fd holds nothing but "." and "..", reading
-// it with buf.
-func emptyDir(fd int, buf []byte) bool {
-	for {
-		n, err := unix.Getdents(fd, buf)
-		if err != nil {
-			return false
-		}
-		if n == 0 {
-			return true
-		}
-		if _, added, _ := unix.ParseDirent(buf[:n], -1, nil); added > 0 { // "." and ".." are skipped
-			return false
-		}
-	}
 }
 
 // removeWorkDir removes an overlay's work directory dir. What an unmounted overlay leaves in

@@ -370,13 +370,16 @@ func (in *Init) Close() {
 func (in *Init) Start(stdio [3]*os.File, sys *syscall.SysProcAttr) (*Process, error) {
 	defer in.Started()
 	files := make([]uintptr, 0, 3+len(in.Cmd.ExtraFiles))
+	var null *os.File
 	for _, f := range stdio {
 		if f == nil {
-			null, err := os.Open(os.DevNull)
-			if err != nil {
-				return nil, err
+			if null == nil {
+				var err error
+				if null, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+					return nil, err
+				}
+				defer null.Close()
 			}
-			defer null.Close()
 			f = null
 		}
 		files = append(files, f.Fd())
@@ -391,6 +394,12 @@ func (in *Init) Start(stdio [3]*os.File, sys *syscall.SysProcAttr) (*Process, er
 	runtime.KeepAlive(stdio)
 	if err != nil {
 		return nil, &os.PathError{Op: "fork/exec", Path: in.Cmd.Path, Err: err}
+	}
+	if pidfd < 0 { // a kernel without CLONE_PIDFD (before 5.2): Process could not signal it
+		unix.Kill(pid, unix.SIGKILL)
+		var ws syscall.WaitStatus
+		syscall.Wait4(pid, &ws, 0, nil)
+		return nil, fmt.Errorf("fork/exec %s: the kernel returned no pidfd (CLONE_PIDFD needs Linux 5.2)", in.Cmd.Path)
 	}
 	return &Process{Pid: pid, pidfd: pidfd}, nil
 }

@@ -361,9 +361,20 @@ func TestInitStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Release()
-	// It runs in a PID namespace of its own, with /dev/null on stdin and stdout.
-	if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/0", p.Pid)); err != nil || target != os.DevNull {
-		t.Errorf("stdin is %q (%v), want %s", target, err, os.DevNull)
+	// It runs in a PID namespace of its own, with /dev/null, readable and writable, on stdin
+	// and stdout.
+	for _, fd := range []int{0, 1} {
+		if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", p.Pid, fd)); err != nil || target != os.DevNull {
+			t.Errorf("fd %d is %q (%v), want %s", fd, target, err, os.DevNull)
+		}
+		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", p.Pid, fd))
+		var flags int
+		if err == nil {
+			_, err = fmt.Sscanf(strings.SplitN(string(info), "flags:", 2)[1], "%o", &flags)
+		}
+		if err != nil || flags&unix.O_ACCMODE != unix.O_RDWR {
+			t.Errorf("fd %d not open read-write: %q (%v)", fd, info, err)
+		}
 	}
 	self, _ := os.Readlink("/proc/self/ns/pid")
 	if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", p.Pid)); err != nil || ns == self {

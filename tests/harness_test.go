@@ -243,31 +243,28 @@ func (f *fk) assertNoResidue() {
 		f.t.Errorf("mounts of %s left behind:\n%s", f.image, grepLines(string(mi), f.image))
 	}
 	for _, sub := range []string{"mnt", "writeLayer", "workLayer"} {
-		dir := filepath.Join(f.image, sub)
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			if sub != "writeLayer" || !f.emptySpare(dir, e) {
-				f.t.Errorf("%s not empty: %s", dir, e.Name())
-			}
+		ents, _ := os.ReadDir(filepath.Join(f.image, sub))
+		if len(ents) > 0 {
+			f.t.Errorf("%s/%s not empty: %v", f.image, sub, ents)
 		}
 	}
 	ents, _ := os.ReadDir(f.state)
 	for _, e := range ents {
-		if e.Name() != "network" && !f.emptySpare(f.state, e) {
+		if e.Name() != "network" && !f.emptySpare(e) {
 			f.t.Errorf("state left behind: %s/%s", f.state, e.Name())
 		}
 	}
 }
 
-// emptySpare reports whether e, an entry of dir, is a spare directory, empty: the state
-// root's spare record directory or writeLayer's spare upper layer (".spare", what a removal
-// leaves for the next container to reuse). A spare that holds anything is an error.
-func (f *fk) emptySpare(dir string, e os.DirEntry) bool {
+// emptySpare reports whether e, an entry of the state root, is its spare record directory
+// (".spare", what a removal leaves for the next reservation to reuse), empty; a spare that
+// holds anything is an error.
+func (f *fk) emptySpare(e os.DirEntry) bool {
 	if e.Name() != ".spare" || !e.IsDir() {
 		return false
 	}
-	if ents, err := os.ReadDir(filepath.Join(dir, e.Name())); err != nil || len(ents) > 0 {
-		f.t.Errorf("spare directory %s/.spare holds %v (%v)", dir, ents, err)
+	if ents, err := os.ReadDir(filepath.Join(f.state, e.Name())); err != nil || len(ents) > 0 {
+		f.t.Errorf("spare record directory holds %v (%v)", ents, err)
 	}
 	return true
 }

@@ -173,9 +173,9 @@ func cgroupsOf(names ...string) []string {
 
 // treeSnapshot records every entry under root (not following symlinks): type, mode, size,
 // symlink target and a hash of regular files' contents. A state root's spare record
-// directory and an image root's spare upper layer (".spare" and writeLayer/.spare: emptied by
-// a removal and kept for the next container) are not recorded while they are empty: whether
-// a run took them or left them holds nothing. Whatever they hold is recorded.
+// directory (".spare", emptied by a removal and kept for the next reservation) is not
+// recorded while it is empty: whether a run took it or left it holds nothing. Whatever it
+// holds is recorded.
 func treeSnapshot(t *testing.T, root string) map[string]string {
 	t.Helper()
 	snap := map[string]string{}
@@ -186,7 +186,7 @@ func treeSnapshot(t *testing.T, root string) map[string]string {
 			}
 			return err
 		}
-		if d.IsDir() && (p == filepath.Join(root, ".spare") || p == filepath.Join(root, "writeLayer", ".spare")) {
+		if p == filepath.Join(root, ".spare") && d.IsDir() {
 			if ents, err := os.ReadDir(p); err == nil && len(ents) == 0 {
 				return filepath.SkipDir
 			}

@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -334,70 +333,4 @@ func TestLayers(t *testing.T) {
 			t.Errorf("%s/%s still exists after rm: %v", sub, name, err)
 		}
 	}
-}
-
-// TestLayerSpares checks the empty upper layer directory a removal keeps for the next
-// container (writeLayer/.spare): kept only when the container left its upper layer exactly as
-// it was made, taken by the next container, which sees a pristine root, and never shared by
-// two containers. Work directories are never kept.
-func TestLayerSpares(t *testing.T) {
-	f := newFK(t)
-	spare := func(sub string) bool {
-		_, err := os.Lstat(filepath.Join(f.image, sub, ".spare"))
-		return err == nil
-	}
-	f.ok("run", "--rm", "busybox", "true")
-	if !spare("writeLayer") || spare("workLayer") {
-		t.Fatalf("after a container that wrote nothing: writeLayer spare %v (want one), workLayer spare %v (want none)", spare("writeLayer"), spare("workLayer"))
-	}
-	xs, err := xattrNames(filepath.Join(f.image, "writeLayer", ".spare"))
-	if err != nil || !slices.Contains(xs, "trusted.fockker.state") {
-		t.Errorf("spare upper layer carries %v (%v), want the owner mark", xs, err)
-	}
-	for _, x := range xs {
-		if x != "trusted.fockker.state" && x != "trusted.overlay.uuid" {
-			t.Errorf("spare upper layer carries %s", x)
-		}
-	}
-	// The next one takes it; it writes, so its upper layer is removed, not kept.
-	if out := f.ok("run", "--rm", "busybox", "sh", "-c", "ls -A /tmp; stat -c %a /; touch /written"); out != "755\n" {
-		t.Errorf("a container on a spare sees %q, want an empty /tmp and / mode 755", out)
-	}
-	if spare("writeLayer") {
-		t.Errorf("the upper layer of a container that wrote was kept")
-	}
-	// An upper layer whose root the container changed is not kept either.
-	f.ok("run", "--rm", "busybox", "true")
-	f.ok("run", "--rm", "busybox", "chmod", "700", "/")
-	if spare("writeLayer") {
-		t.Errorf("the upper layer of a container that chmod'ed / was kept")
-	}
-	if out := f.ok("run", "--rm", "busybox", "stat", "-c", "%a", "/"); out != "755\n" {
-		t.Errorf("/ of a new container has mode %q", out)
-	}
-	// Two containers at once never get the same spare: each has its own upper layer.
-	f.ok("run", "--rm", "busybox", "true")
-	a, b := uniq("sparea"), uniq("spareb")
-	f.ok("run", "-d", "--name", a, "busybox", "sleep", "100")
-	f.ok("run", "-d", "--name", b, "busybox", "sleep", "100")
-	for _, n := range []string{a, b} {
-		if _, err := os.Stat(filepath.Join(f.image, "writeLayer", n)); err != nil {
-			t.Errorf("%s has no upper layer: %v", n, err)
-		}
-	}
-	f.ok("rm", "-f", a, b)
-	f.ok("system", "prune")
-	if spare("writeLayer") {
-		t.Errorf("system prune left the spare")
-	}
-}
-
-// xattrNames lists the extended attributes of path.
-func xattrNames(path string) ([]string, error) {
-	buf := make([]byte, 4096)
-	n, err := unix.Llistxattr(path, buf)
-	if err != nil {
-		return nil, err
-	}
-	return strings.Split(strings.TrimSuffix(string(buf[:n]), "\x00"), "\x00"), nil
 }

@@ -56,17 +56,13 @@ func (f *fk) assertZeroResidue(names []string) {
 	}
 	ents, _ := os.ReadDir(f.state)
 	for _, e := range ents {
-		if e.Name() != "network" && !f.emptySpare(f.state, e) {
+		if e.Name() != "network" && !f.emptySpare(e) {
 			f.t.Errorf("state left: %s", e.Name())
 		}
 	}
 	for _, sub := range []string{"mnt", "writeLayer", "workLayer"} {
-		dir := filepath.Join(f.image, sub)
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			if sub != "writeLayer" || !f.emptySpare(dir, e) {
-				f.t.Errorf("%s left: %s", sub, e.Name())
-			}
+		if ents, _ := os.ReadDir(filepath.Join(f.image, sub)); len(ents) > 0 {
+			f.t.Errorf("%s left: %v", sub, ents)
 		}
 	}
 	if w := f.processesOf(""); len(w) > 0 {

@@ -269,6 +269,23 @@ func TestSecurityOverrides(t *testing.T) {
 			expectStatus(t, out, map[string]string{"CapEff": eff, "CapPrm": eff, "CapBnd": defaultCaps, "Seccomp": "2"})
 		})
 	}
+	t.Run("user from a volume's /etc", func(t *testing.T) {
+		// The user is looked up in what the container sees, volumes included, not in the
+		// image underneath.
+		etc := t.TempDir()
+		for name, data := range map[string]string{
+			"passwd": "root:x:0:0:root:/root:/bin/sh\nvuser:x:4321:4322:v:/home/v:/bin/sh\n",
+			"group":  "root:x:0:\nvgroup:x:4322:\nextra:x:4323:vuser\n",
+		} {
+			if err := os.WriteFile(filepath.Join(etc, name), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out := f.with(t).runSh([]string{"-v", etc + ":/etc", "-u", "vuser"}, `id -u; id -G; echo $HOME`)
+		if out != "4321\n4322 4323\n/home/v\n" {
+			t.Errorf("-u vuser with the volume's /etc: %q", out)
+		}
+	})
 	t.Run("HOME set by the user wins", func(t *testing.T) {
 		if out := f.with(t).runSh([]string{"-u", "nobody", "-e", "HOME=/tmp"}, `echo $HOME`); out != "/tmp\n" {
 			t.Errorf("HOME %q", out)
