@@ -173,12 +173,12 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	c = &Container{Record: rec, roots: roots, store: store, lock: lock, install: install, proc: proc}
 	// The user is looked up now, in the image itself, when nothing the container mounts can
 	// hide the image's user database (no volumes, see userFromImage): its init then never
-	// waits for it.
-	// Two small files: a goroutine would cost more in wake-ups than reading them.
-	var imageUser *userLookup
-	if userFromImage(lower, spec.Volumes) {
-		id, err := security.ResolveUserIn(lower, proc.User)
-		imageUser = &userLookup{id, err}
+	// waits for it. Two small files: a goroutine would cost more in wake-ups than they do.
+	inImage := userFromImage(lower, spec.Volumes)
+	var imageID security.Identity
+	var imageIDErr error
+	if inImage {
+		imageID, imageIDErr = security.ResolveUserIn(lower, proc.User)
 	}
 	defer func() {
 		if err != nil {
@@ -286,9 +286,8 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	// in its root (volumes included) now that it is built, unless the image's were already
 	// known to be what the container sees.
 	var id security.Identity
-	if imageUser != nil {
-		id, err = imageUser.id, imageUser.err
-	} else {
+	id, err = imageID, imageIDErr
+	if !inImage {
 		id, err = security.ResolveUserIn(fmt.Sprintf("/proc/%d/root", rec.Pid), proc.User)
 	}
 	if err != nil {
@@ -298,12 +297,6 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	// User, address and endpoint reach the record with the start (Start saves it): a creator
 	// that dies before leaves a record whose endpoint rm finds by the container's ID.
 	return c, nil
-}
-
-// userLookup is the outcome of a user's look-up.
-type userLookup struct {
-	id  security.Identity
-	err error
 }
 
 // userFromImage says whether a new container sees its image's own /etc/passwd and /etc/group
