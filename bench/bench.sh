@@ -3,7 +3,8 @@
 # Never a timed assertion: it prints a table and writes BENCHMARKS.md.
 #
 # Usage: bench/bench.sh FOCKKER_BIN [OUT.md]      (root; installs hyperfine/runc/podman if missing)
-# Env:   BENCH_RUNS (default 60), BENCH_SEQ (200), BENCH_PAR (100), BENCH_PS (1000)
+# Env:   BENCH_RUNS (default 60), BENCH_ROUNDS (6), BENCH_SEQ (200), BENCH_PAR (100), BENCH_PS (1000),
+#        BENCH_LATENCY_ONLY=1 (start-up latencies only)
 set -euo pipefail
 bin=$(readlink -f "${1:?usage: bench.sh FOCKKER_BIN [OUT.md]}")
 out=${2:-BENCHMARKS.md}
@@ -55,6 +56,63 @@ results=$work/results.tsv
 : >"$results"
 record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; } # name, median seconds, note
 
+write_table() {
+# The table: medians, ratios to the floor and to each peer.
+python3 - "$results" "$out" "$bin" <<'PY'
+import sys, platform, subprocess, datetime
+res, out, binp = sys.argv[1], sys.argv[2], sys.argv[3]
+rows = [l.rstrip("\n").split("\t") for l in open(res) if l.strip()]
+val = {r[0]: (float(r[1]) if r[1] else None) for r in rows}
+def ratio(a, b):
+    if val.get(a) is None or val.get(b) is None: return "-"
+    return "%.2fx" % (val[a] / val[b])
+lines = []
+lines.append("| measurement | median | vs floor | vs runc run | vs podman (runc) | note |")
+lines.append("|---|---|---|---|---|---|")
+for name, v, note in rows:
+    if v and "KiB" not in name and "(s)" not in name:
+        shown = "%.1f ms" % (float(v) * 1000)
+        rf, rr, rp = ratio(name, "floor"), ratio(name, "runc run"), ratio(name, "podman run (runc)")
+    elif v:
+        shown = v if "KiB" in name else "%.2f s" % float(v)
+        rf = rr = rp = ""
+    else:
+        shown, rf, rr, rp = "missing", "", "", ""
+    lines.append("| %s | %s | %s | %s | %s | %s |" % (name, shown, rf, rr, rp, note))
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "?")
+def ver(cmd):
+    try: return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
+    except Exception: return "missing"
+cg = "v2" if open("/proc/self/mountinfo").read().find(" /sys/fs/cgroup rw") >= 0 and "cgroup2 " in open("/proc/self/mountinfo").read().split(" /sys/fs/cgroup ")[1][:80] else "v1/hybrid"
+head = [
+    "# Benchmarks",
+    "",
+    "Written by `make bench` (bench/bench.sh) on %s. Medians of hyperfine runs, all measured in one run" % datetime.date.today(),
+    "on the same machine, side by side; the machine is shared and noisy, so compare ratios, not absolutes.",
+    "The floor, both fockker rows and runc are measured in interleaved rounds (each round runs each of them",
+    "in turn), so that the machine's drift falls on all of them alike; the note gives each round's ratio.",
+    "",
+    "Machine: %s, %s CPUs, %d MiB, kernel %s, cgroups %s." % (cpu, subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(), int(mem) // 1024, platform.release(), cg),
+    "Peers: %s; %s; %s; %s." % (ver([binp, "--version"]), ver(["runc", "--version"]), ver(["podman", "--version"]), ver(["hyperfine", "--version"])),
+    "",
+    "`floor` is `unshare --fork --pid --mount --uts --ipc --net true`: the namespaces alone.",
+    "",
+]
+text = "\n".join(head + lines) + "\n"
+print("\n".join(lines))
+# Hand-written history below the marker survives a new measurement.
+marker = "## Before and after"
+try:
+    old = open(out).read()
+    if marker in old:
+        text += "\n" + old[old.index(marker):]
+except FileNotFoundError:
+    pass
+open(out, "w").write(text)
+PY
+}
+
 # hyperfine one command; record its median.
 hf() {
 	local name=$1
@@ -71,11 +129,6 @@ hf() {
 	fi
 }
 
-echo "bench: start-up latency ($runs runs each)" >&2
-hf floor "$NS unshare --fork --pid --mount --uts --ipc --net true"
-hf "fockker --net none" "$NS $bin --state-root $work/state --image-root $work/img run --rm --net none busybox true"
-hf "fockker bridge" "$NS $bin --state-root $work/state --image-root $work/img run --rm busybox true"
-
 if command -v runc >/dev/null; then
 	bundle=$work/bundle
 	mkdir -p "$bundle"
@@ -90,9 +143,57 @@ c["process"]["args"] = ["true"]
 c["root"] = {"path": "rootfs", "readonly": True}
 json.dump(c, open(p, "w"))
 PY
-	hf "runc run" "$NS runc --root $work/runc run --bundle $bundle fkbench"
+fi
+
+# The floor, fockker and runc are measured in interleaved rounds: each round runs every command
+# runs/rounds times, one after the other, and the medians are over all rounds. The machine drifts
+# (the floor alone moved between 3.9 and 6.0 ms from one hyperfine run to the next), and a ratio
+# is only fair when both sides were measured under the same drift.
+rounds=${BENCH_ROUNDS:-6}
+names=(floor "fockker --net none" "fockker bridge")
+cmds=("$NS unshare --fork --pid --mount --uts --ipc --net true"
+	"$NS $bin --state-root $work/state --image-root $work/img run --rm --net none busybox true"
+	"$NS $bin --state-root $work/state --image-root $work/img run --rm busybox true")
+if command -v runc >/dev/null; then
+	names+=("runc run")
+	cmds+=("$NS runc --root $work/runc run --bundle $bundle fkbench")
 else
 	record "runc run" "" "missing: runc not installed"
+fi
+echo "bench: start-up latency ($rounds interleaved rounds, $runs runs each in all)" >&2
+for i in "${!cmds[@]}"; do # a command that fails is recorded with its own error, not measured
+	if ! why=$(bash -c "${cmds[$i]}" 2>&1 >/dev/null); then
+		record "${names[$i]}" "" "failed: $(printf '%s\n' "$why" | head -n 1 | tr '\t|' ' /' | cut -c1-160)"
+		unset "cmds[$i]" "names[$i]"
+	fi
+done
+for r in $(seq 1 "$rounds"); do
+	hyperfine -N --warmup 2 --runs $(((runs + rounds - 1) / rounds)) --export-json "$work/round$r.json" "${cmds[@]}" >"$work/h.log" 2>&1 ||
+		{ cat "$work/h.log" >&2; exit 1; }
+done
+python3 - "$results" "$rounds" "$work" "${names[@]}" <<'PY'
+import json, statistics, sys
+res, rounds, work, names = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+times = {n: [] for n in names}
+per_round = {n: [] for n in names}
+for r in range(1, rounds + 1):
+    for n, result in zip(names, json.load(open("%s/round%d.json" % (work, r)))["results"]):
+        times[n] += result["times"]
+        per_round[n].append(statistics.median(result["times"]))
+with open(res, "a") as f:
+    for n in names:
+        note = ""
+        if n != "floor":
+            ratios = [a / b for a, b in zip(per_round[n], per_round["floor"])]
+            note = "per round vs floor: %.2fx-%.2fx" % (min(ratios), max(ratios))
+        else:
+            note = "per round: %.1f-%.1f ms" % (min(per_round[n]) * 1000, max(per_round[n]) * 1000)
+        f.write("%s\t%s\t%s\n" % (n, statistics.median(times[n]), note))
+PY
+
+if [ "${BENCH_LATENCY_ONLY:-0}" = 1 ]; then # for development: the first table rows only
+	write_table
+	exit 0
 fi
 
 if command -v podman >/dev/null; then
@@ -169,56 +270,5 @@ hf "ps ($nps records)" "$NS $bin --state-root $work/state --image-root $work/img
 rm -rf "$work/state"/ps*
 FK rm -f proto >/dev/null
 
-# The table: medians, ratios to the floor and to each peer.
-python3 - "$results" "$out" "$bin" <<'PY'
-import sys, platform, subprocess, datetime
-res, out, binp = sys.argv[1], sys.argv[2], sys.argv[3]
-rows = [l.rstrip("\n").split("\t") for l in open(res) if l.strip()]
-val = {r[0]: (float(r[1]) if r[1] else None) for r in rows}
-def ratio(a, b):
-    if val.get(a) is None or val.get(b) is None: return "-"
-    return "%.2fx" % (val[a] / val[b])
-lines = []
-lines.append("| measurement | median | vs floor | vs runc run | vs podman (runc) | note |")
-lines.append("|---|---|---|---|---|---|")
-for name, v, note in rows:
-    if v and "KiB" not in name and "(s)" not in name:
-        shown = "%.1f ms" % (float(v) * 1000)
-        rf, rr, rp = ratio(name, "floor"), ratio(name, "runc run"), ratio(name, "podman run (runc)")
-    elif v:
-        shown = v if "KiB" in name else "%.2f s" % float(v)
-        rf = rr = rp = ""
-    else:
-        shown, rf, rr, rp = "missing", "", "", ""
-    lines.append("| %s | %s | %s | %s | %s | %s |" % (name, shown, rf, rr, rp, note))
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "?")
-def ver(cmd):
-    try: return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
-    except Exception: return "missing"
-cg = "v2" if open("/proc/self/mountinfo").read().find(" /sys/fs/cgroup rw") >= 0 and "cgroup2 " in open("/proc/self/mountinfo").read().split(" /sys/fs/cgroup ")[1][:80] else "v1/hybrid"
-head = [
-    "# Benchmarks",
-    "",
-    "Written by `make bench` (bench/bench.sh) on %s. Medians of hyperfine runs, all measured in one run" % datetime.date.today(),
-    "on the same machine, side by side; the machine is shared and noisy, so compare ratios, not absolutes.",
-    "",
-    "Machine: %s, %s CPUs, %d MiB, kernel %s, cgroups %s." % (cpu, subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(), int(mem) // 1024, platform.release(), cg),
-    "Peers: %s; %s; %s; %s." % (ver([binp, "--version"]), ver(["runc", "--version"]), ver(["podman", "--version"]), ver(["hyperfine", "--version"])),
-    "",
-    "`floor` is `unshare --fork --pid --mount --uts --ipc --net true`: the namespaces alone.",
-    "",
-]
-text = "\n".join(head + lines) + "\n"
-print("\n".join(lines))
-# Hand-written history below the marker survives a new measurement.
-marker = "## Before and after"
-try:
-    old = open(out).read()
-    if marker in old:
-        text += "\n" + old[old.index(marker):]
-except FileNotFoundError:
-    pass
-open(out, "w").write(text)
-PY
+write_table
 echo "bench: wrote $out" >&2

@@ -399,7 +399,14 @@ func (c *Container) startInit(stdio IO, lower string) error {
 		sys.UseCgroupFD = true
 		sys.CgroupFD = int(v2.Fd())
 	}
-	p, err := in.Start([3]*os.File{stdio.Stdin, stdio.Stdout, stdio.Stderr}, sys)
+	files := [3]*os.File{stdio.Stdin, stdio.Stdout, stdio.Stderr}
+	var p *nsenter.Process
+	if pf := nsenter.TakePrefork(); pf != nil {
+		// The namespaces were made while this process started (see nsenter/prefork.c).
+		p, err = in.StartPreforked(pf, files, nsenter.PreforkOptions{Tty: stdio.Tty, HostNet: !rec.Spec.ownNet(), Cgroup: v2})
+	} else {
+		p, err = in.Start(files, sys)
+	}
 	if err != nil {
 		in.Close()
 		return fmt.Errorf("start container init: %w", err)
@@ -505,6 +512,7 @@ func (c *Container) Start() error {
 	restrict(cfg, c.proc, *rec.User)
 	err := c.init.Exec(cfg)
 	c.init.Close()
+	c.process.ReapHelper()
 	if err != nil {
 		return initError(err)
 	}

@@ -411,6 +411,7 @@ type Process struct {
 	status *syscall.WaitStatus
 	mu     sync.Mutex // guards pidfd: Signal and Release may run while Wait blocks
 	pidfd  int
+	helper int // the prefork helper that cloned it, reaped by Wait; 0 if none
 }
 
 // Wait waits for the process to exit and reaps it; a later call returns the same status.
@@ -429,7 +430,24 @@ func (p *Process) Wait() (syscall.WaitStatus, error) {
 		}
 	}
 	p.status = &ws
+	p.ReapHelper()
 	return ws, nil
+}
+
+// ReapHelper reaps the prefork helper that cloned the process, if any (Init.StartPreforked):
+// it exits as soon as it has, so by the time the process has run anything it is a zombie,
+// reaped at once. Wait calls it too.
+func (p *Process) ReapHelper() {
+	if p.helper <= 0 {
+		return
+	}
+	var ws syscall.WaitStatus
+	for {
+		if _, err := syscall.Wait4(p.helper, &ws, 0, nil); !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	p.helper = 0
 }
 
 // Signal sends sig; os.ErrProcessDone once the process is gone.

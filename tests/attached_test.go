@@ -2,9 +2,11 @@ package tests
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -154,4 +156,34 @@ func TestEnvFile(t *testing.T) {
 	if strings.Contains(f.ok("run", "--rm", "busybox", "env"), "FROM_CALLER") {
 		t.Errorf("the caller's variable leaked without -e")
 	}
+}
+
+// TestAttachedInitParent: the container's init is the CLI's own child (cloned by the prefork
+// helper with CLONE_PARENT), and the helper is gone, not a zombie, once the command runs.
+func TestAttachedInitParent(t *testing.T) {
+	f := newFK(t)
+	name := uniq("parent")
+	cmd, rec := startAttached(t, f, name, "busybox", "sh", "-c", `echo ready; sleep 100`)
+	pid := num(t, rec, "pid")
+	cli := cmd.Process.Pid // nsenter execs fockker: the same process
+	if pp := procStatus(pid)["PPid"]; pp != strconv.Itoa(cli) {
+		t.Errorf("the init's parent is %s, want the CLI %d", pp, cli)
+	}
+	var children []string
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", cli))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		children = append(children, strings.Fields(string(b))...)
+	}
+	if len(children) != 1 || children[0] != strconv.Itoa(pid) {
+		t.Errorf("the CLI's children are %v, want only the init %d", children, pid)
+	}
+	f.ok("rm", "-f", name)
+	exitCode(t, cmd)
 }

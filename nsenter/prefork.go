@@ -1,0 +1,135 @@
+package nsenter
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The prefork helper's request; prefork.c and nsenter.h document it, main.go checks that
+// both sides agree.
+const (
+	preforkMagic   = 0x46504b46 // "FKPF"
+	preforkTTY     = 0x1
+	preforkHostNet = 0x2
+	preforkCgroup  = 0x4
+)
+
+// Prefork is the helper the constructor forked for this process before the Go runtime
+// started (prefork.c): it holds new mount, UTS, IPC, PID and network namespaces, made while
+// the runtime started, and clones a container's init into them on request.
+type Prefork struct {
+	sock *os.File
+	pid  int
+}
+
+// TakePrefork returns this process's prefork helper, once; nil if it has none (the command
+// line was not a `run` or a watcher's, or the fork failed).
+func TakePrefork() *Prefork {
+	fd, pid := takePrefork()
+	if fd < 0 {
+		return nil
+	}
+	return &Prefork{sock: os.NewFile(uintptr(fd), "prefork"), pid: pid}
+}
+
+// Close gives the helper up: it exits and its namespaces go with it. It is reaped.
+func (p *Prefork) Close() {
+	if p.sock == nil {
+		return
+	}
+	p.sock.Close()
+	p.sock = nil
+	p.reap()
+}
+
+func (p *Prefork) reap() {
+	var ws syscall.WaitStatus
+	for {
+		if _, err := syscall.Wait4(p.pid, &ws, 0, nil); !errors.Is(err, syscall.EINTR) {
+			return
+		}
+	}
+}
+
+// PreforkOptions are what Init.StartPreforked needs beyond the init's stdio.
+type PreforkOptions struct {
+	Tty     bool     // stdin becomes the init's controlling terminal
+	HostNet bool     // the init stays in this process's network namespace
+	Cgroup  *os.File // the cgroup v2 directory to clone the init into, or nil
+}
+
+// StartPreforked is Start through the helper p: the init is cloned in p's namespaces (new
+// mount, UTS, IPC, PID and, unless o.HostNet, network ones), with a session of its own and
+// SIGKILL as its parent-death signal, as this process's child. p is used up either way. An
+// error leaves in untouched: the caller may still Start it.
+func (in *Init) StartPreforked(p *Prefork, stdio [3]*os.File, o PreforkOptions) (proc *Process, err error) {
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	var flags uint32
+	if o.Tty {
+		flags |= preforkTTY
+	}
+	if o.HostNet {
+		flags |= preforkHostNet
+	}
+	fds := make([]int, 0, 6)
+	var null *os.File
+	for _, f := range stdio {
+		if f == nil {
+			if null == nil {
+				var err error
+				if null, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+					return nil, err
+				}
+				defer null.Close()
+			}
+			f = null
+		}
+		fds = append(fds, int(f.Fd()))
+	}
+	for _, f := range in.Cmd.ExtraFiles {
+		fds = append(fds, int(f.Fd()))
+	}
+	if o.Cgroup != nil {
+		flags |= preforkCgroup
+		fds = append(fds, int(o.Cgroup.Fd()))
+	}
+	req := binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, preforkMagic), flags)
+	sock := int(p.sock.Fd())
+	if err := unix.Sendmsg(sock, req, unix.UnixRights(fds...), nil, 0); err != nil {
+		return nil, fmt.Errorf("prefork helper: send request: %w", err)
+	}
+	var reply [4]byte
+	n, _, _, _, err := unix.Recvmsg(sock, reply[:], nil, 0)
+	if err != nil {
+		return nil, fmt.Errorf("prefork helper: read reply: %w", err)
+	}
+	if n != len(reply) {
+		return nil, errors.New("prefork helper: exited without a reply")
+	}
+	pid := int(int32(binary.LittleEndian.Uint32(reply[:])))
+	if pid <= 0 {
+		return nil, fmt.Errorf("prefork helper: clone the init: %w", syscall.Errno(-pid))
+	}
+	// Our child (CLONE_PARENT), so nobody else can reap it: the pid names it until we do.
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		var ws syscall.WaitStatus
+		syscall.Wait4(pid, &ws, 0, nil)
+		return nil, fmt.Errorf("prefork helper: pidfd of the init: %w", err)
+	}
+	in.Started()
+	// The helper exits now; Process.ReapHelper reaps it later, off the path to the init.
+	p.sock.Close()
+	p.sock = nil
+	return &Process{Pid: pid, pidfd: pidfd, helper: p.pid}, nil
+}
