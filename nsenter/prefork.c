@@ -232,6 +232,12 @@ __attribute__((noreturn)) static void helper(int sock, pid_t creator)
 	if (null > 2)
 		close(null);
 	prctl(PR_SET_NAME, "fockker-prefork");
+	/* A ^C or ^Z on the creator's terminal is the creator's to handle (it then
+	 * closes the socket or dies); the init resets every signal before its exec. */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+	signal(SIGTSTP, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 	hostnet = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	/* Now, while the creator's Go runtime starts: the request comes later. */
 	unshared = unshare(PREFORK_NS) < 0 ? -errno : 0;
