@@ -363,29 +363,46 @@ func (in *Init) Close() {
 	}
 }
 
+// childFDs are the init's fds in order: stdin, stdout and stderr (/dev/null for nil, opened
+// here and closed by closeNull), then its config and status pipes.
+func (in *Init) childFDs(stdio [3]*os.File) (fds []int, closeNull func(), err error) {
+	fds = make([]int, 0, 3+len(in.Cmd.ExtraFiles))
+	var null *os.File
+	for _, f := range stdio {
+		if f == nil {
+			if null == nil {
+				if null, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+					return nil, nil, err
+				}
+			}
+			f = null
+		}
+		fds = append(fds, int(f.Fd()))
+	}
+	for _, f := range in.Cmd.ExtraFiles {
+		fds = append(fds, int(f.Fd()))
+	}
+	return fds, func() {
+		if null != nil {
+			null.Close()
+		}
+	}, nil
+}
+
 // Start starts the init with stdin, stdout and stderr (nil means /dev/null) and sys, which
 // holds its new namespaces at least; Start sets sys.PidFD. It is Cmd.Start without os/exec
 // and os.StartProcess, whose first use in a process checks that pidfds work by cloning a
 // child of its own. Started is called.
 func (in *Init) Start(stdio [3]*os.File, sys *syscall.SysProcAttr) (*Process, error) {
 	defer in.Started()
-	files := make([]uintptr, 0, 3+len(in.Cmd.ExtraFiles))
-	var null *os.File
-	for _, f := range stdio {
-		if f == nil {
-			if null == nil {
-				var err error
-				if null, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
-					return nil, err
-				}
-				defer null.Close()
-			}
-			f = null
-		}
-		files = append(files, f.Fd())
+	fds, closeNull, err := in.childFDs(stdio)
+	if err != nil {
+		return nil, err
 	}
-	for _, f := range in.Cmd.ExtraFiles {
-		files = append(files, f.Fd())
+	defer closeNull()
+	files := make([]uintptr, len(fds))
+	for i, fd := range fds {
+		files[i] = uintptr(fd)
 	}
 	pidfd := -1
 	attr := *sys

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -80,31 +81,21 @@ func (in *Init) StartPreforked(p *Prefork, stdio [3]*os.File, o PreforkOptions) 
 	if o.HostNet {
 		flags |= preforkHostNet
 	}
-	fds := make([]int, 0, 6)
-	var null *os.File
-	for _, f := range stdio {
-		if f == nil {
-			if null == nil {
-				var err error
-				if null, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
-					return nil, err
-				}
-				defer null.Close()
-			}
-			f = null
-		}
-		fds = append(fds, int(f.Fd()))
+	fds, closeNull, err := in.childFDs(stdio)
+	if err != nil {
+		return nil, err
 	}
-	for _, f := range in.Cmd.ExtraFiles {
-		fds = append(fds, int(f.Fd()))
-	}
+	defer closeNull()
 	if o.Cgroup != nil {
 		flags |= preforkCgroup
 		fds = append(fds, int(o.Cgroup.Fd()))
 	}
 	req := binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, preforkMagic), flags)
 	sock := int(p.sock.Fd())
-	if err := unix.Sendmsg(sock, req, unix.UnixRights(fds...), nil, 0); err != nil {
+	err = unix.Sendmsg(sock, req, unix.UnixRights(fds...), nil, 0)
+	runtime.KeepAlive(stdio) // their fds were sent by number
+	runtime.KeepAlive(o.Cgroup)
+	if err != nil {
 		return nil, fmt.Errorf("prefork helper: send request: %w", err)
 	}
 	var reply [4]byte
