@@ -401,10 +401,7 @@ func writeRecordIn(dir string, rec *Record, atomic bool) error {
 	if rec.Status == Damaged {
 		return fmt.Errorf("record of %q: a damaged record is never written", rec.Name)
 	}
-	b, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return err
-	}
+	b := marshalRecord(rec)
 	mode := recordMode
 	if rec.Status == Stopped {
 		mode = stoppedRecordMode

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/FishingRodd/fockker/internal/atomicfile"
+	"github.com/FishingRodd/fockker/internal/jsonstr"
 	"github.com/FishingRodd/fockker/internal/smallfile"
 	"net/netip"
 	"os"
@@ -379,7 +380,7 @@ func marshalRecord(rec *endpointRecord) []byte {
 	b = append(b, "{\n"...)
 	str := func(indent, key, v string) {
 		b = append(b, indent+`"`+key+`": `...)
-		b = appendJSONString(b, v)
+		b = jsonstr.Append(b, v)
 		b = append(b, ",\n"...)
 	}
 	num := func(indent, key string, v uint64, last bool) {
@@ -404,7 +405,7 @@ func marshalRecord(rec *endpointRecord) []byte {
 			num("      ", "host_port", uint64(p.HostPort), false)
 			num("      ", "container_port", uint64(p.ContainerPort), false)
 			b = append(b, `      "proto": `...)
-			b = appendJSONString(b, p.Proto)
+			b = jsonstr.Append(b, p.Proto)
 			b = append(b, "\n    }"...)
 			if i < len(ep.Ports)-1 {
 				b = append(b, ',')
@@ -431,21 +432,6 @@ func marshalRecord(rec *endpointRecord) []byte {
 func textOf(v interface{ MarshalText() ([]byte, error) }) string {
 	t, _ := v.MarshalText()
 	return string(t)
-}
-
-// appendJSONString appends s as encoding/json writes it: as it is if it is
-// printable ASCII needing no escape (HTML escaping included), otherwise as
-// encoding/json escapes it.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // removeEndpoint removes the stored endpoint, keeping its file as the spare
