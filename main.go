@@ -27,13 +27,11 @@ func main() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case container.WatchCommand:
-			container.Warm()
 			os.Exit(container.RunWatch())
 		case waiter.DoneCommand:
 			os.Exit(container.RunWatchDone())
 		}
 	}
-	container.Warm()
 	os.Exit(run(os.Args))
 }
 
