@@ -404,6 +404,11 @@ func (c *Container) startInit(stdio IO, lower string) error {
 	if pf := nsenter.TakePrefork(); pf != nil {
 		// The namespaces were made while this process started (see nsenter/prefork.c).
 		p, err = in.StartPreforked(pf, files, nsenter.PreforkOptions{Tty: stdio.Tty, HostNet: !rec.Spec.ownNet(), Cgroup: v2})
+		if errors.Is(err, nsenter.ErrNoInit) {
+			// The helper could not make it (gone, or its namespaces refused): cloned here,
+			// as without a helper.
+			p, err = in.Start(files, sys)
+		}
 	} else {
 		p, err = in.Start(files, sys)
 	}

@@ -19,12 +19,21 @@ package nsenter
 #include <stdlib.h>
 #include "nsenter.h"
 
+#ifdef __GLIBC__
+// glibc passes argc and argv to constructors; other C libraries pass nothing: no helper.
 __attribute__((constructor)) static void fockker_nsenter_init(int argc, char **argv)
 {
 	nsenter_init_constructor();
 	nsenter_constructor();
 	nsenter_prefork_constructor(argc, argv);
 }
+#else
+__attribute__((constructor)) static void fockker_nsenter_init(void)
+{
+	nsenter_init_constructor();
+	nsenter_constructor();
+}
+#endif
 */
 import "C"
 
@@ -150,6 +159,10 @@ func cPreforkWanted(args []string, watch bool) bool {
 	}
 	return C.nsenter_prefork_wanted(C.int(len(args)), p, w) != 0
 }
+
+// cPreforkNames returns PREFORK_HELPER_NAME and PREFORK_INIT_NAME, which must equal
+// HelperName and InitName.
+func cPreforkNames() (helper, init string) { return C.PREFORK_HELPER_NAME, C.PREFORK_INIT_NAME }
 
 // cEnvName returns NSENTER_ENV, which must equal envFD; it is checked by the
 // tests, which cannot use cgo themselves.

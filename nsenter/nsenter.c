@@ -478,8 +478,13 @@ static void drop_privileges(const struct nsenter_config *cfg)
 	int caps = (cfg->flags & NSENTER_FLAG_CAPS) != 0;
 	int nnp = (cfg->flags & NSENTER_FLAG_NNP) != 0;
 	int filter = (cfg->flags & NSENTER_FLAG_SECCOMP) != 0;
-	int c;
+	int c, pdeath = 0;
 
+	/* The kernel clears the parent-death signal when the ids change: it is set
+	 * again after them (should the creator die in between, the container
+	 * outlives it, as it would without one). Read before any filter loads. */
+	if (prctl(PR_GET_PDEATHSIG, &pdeath, 0, 0, 0) < 0)
+		fatal_errno("prctl(PR_GET_PDEATHSIG)");
 	if (caps)
 		for (c = 0; c < 64; c++) {
 			if ((cfg->cap_bounding >> c) & 1)
@@ -501,6 +506,8 @@ static void drop_privileges(const struct nsenter_config *cfg)
 			fatal_errno("setresuid %u", cfg->uid);
 		if (caps && prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
 			fatal_errno("prctl(PR_SET_KEEPCAPS)");
+		if (pdeath != 0 && prctl(PR_SET_PDEATHSIG, pdeath, 0, 0, 0) < 0)
+			fatal_errno("prctl(PR_SET_PDEATHSIG)");
 	}
 	if (caps)
 		set_caps(cfg);

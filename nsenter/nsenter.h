@@ -167,6 +167,9 @@ __attribute__((noreturn)) void nsenter_init_main(void);
 #define PREFORK_HOSTNET 0x2u /* the init stays in the creator's network namespace */
 #define PREFORK_CGROUP 0x4u  /* a sixth fd: the cgroup v2 directory to clone it into */
 #define PREFORK_FLAGS_ALL (PREFORK_TTY | PREFORK_HOSTNET | PREFORK_CGROUP)
+/* The names (comm) of the helper and of the init it clones, until its exec. */
+#define PREFORK_HELPER_NAME "fockker-prefork"
+#define PREFORK_INIT_NAME "fockker-init"
 
 /* nsenter_prefork_constructor forks the prefork helper (prefork.c) when the
  * command line runs a container in this process; it returns at once. */
@@ -186,7 +189,8 @@ void nsenter_constructor(void);
 
 /*
  * The container init (init.c). Its creator starts the binary with
- * NSENTER_INIT_ENV=3 in new namespaces; fd 3 carries messages from the
+ * NSENTER_INIT_ENV=3 in new namespaces, or the prefork helper (prefork.c)
+ * clones it and runs nsenter_init_main with the same fds; fd 3 carries messages from the
  * creator, fd 4 (close-on-exec) reports back. Each message on fd 3 is a u32
  * length followed by that many bytes:
  *

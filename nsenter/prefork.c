@@ -39,6 +39,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -118,13 +119,39 @@ int nsenter_prefork_wanted(int argc, char **argv, int watch)
 		return 0;
 	for (i++; i < argc; i++) {
 		const char *name = flag_name(argv[i], &len, &has_value);
+		const char *value;
 
 		if (strcmp(argv[i], "--") == 0)
 			break;
-		if (name != NULL && (is(name, len, "d") || is(name, len, "detach")))
+		if (name == NULL)
+			continue;
+		if (is(name, len, "d") || is(name, len, "detach") || is(name, len, "h") || is(name, len, "help"))
 			return 0;
+		/* The host's network: namespaces made for nothing, the old path is as fast. */
+		if (is(name, len, "net") || is(name, len, "network")) {
+			value = has_value ? name + len + 1 : (i + 1 < argc ? argv[i + 1] : "");
+			if (strcmp(value, "host") == 0)
+				return 0;
+		}
 	}
 	return 1;
+}
+
+/* close_from closes every fd from low up: close_range (Linux 5.9), or one by
+ * one up to the fd limit. */
+static void close_from(int low)
+{
+	struct rlimit rl;
+	long fd, max = 65536;
+
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, (unsigned)low, ~0U, 0U) == 0)
+		return;
+#endif
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)max)
+		max = (long)rl.rlim_cur;
+	for (fd = low; fd < max; fd++)
+		close((int)fd);
 }
 
 /* move_fds puts the received fds at 0..4, whatever numbers they came with. */
@@ -132,30 +159,41 @@ static int move_fds(const int *fds)
 {
 	int high[PREFORK_FDS], i;
 
+	/* Copies above 0..4 first, so that no dup2 below replaces a received fd. */
 	for (i = 0; i < PREFORK_FDS; i++) {
-		high[i] = fcntl(fds[i], F_DUPFD, 64);
+		high[i] = fcntl(fds[i], F_DUPFD, PREFORK_FDS);
 		if (high[i] < 0)
 			return -1;
 	}
 	for (i = 0; i < PREFORK_FDS; i++)
 		if (dup2(high[i], i) < 0)
 			return -1;
-	return (int)syscall(SYS_close_range, PREFORK_FDS, ~0U, 0);
+	close_from(PREFORK_FDS);
+	return 0;
 }
 
 /* init_child is the init, just cloned: fds in place, its own session, the
  * terminal on stdin if asked, death with its creator; then init.c's body. */
 __attribute__((noreturn)) static void init_child(const int *fds, uint32_t flags)
 {
-	if (move_fds(fds) < 0 || setsid() < 0)
+	int sig;
+
+	/* Every signal back at its default, as in an init the creator started. */
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL); /* EINVAL for the libc-reserved ones: fine */
+	if (move_fds(fds) < 0)
 		_exit(NSENTER_EXIT_SETUP);
+	nsenter_set_report(NSENTER_INIT_STATUS_FD, "");
+	if (setsid() < 0)
+		nsenter_die(NSENTER_EXIT_SETUP, errno, "setsid");
 	if ((flags & PREFORK_TTY) && ioctl(0, TIOCSCTTY, 0) < 0)
-		_exit(NSENTER_EXIT_SETUP);
+		nsenter_die(NSENTER_EXIT_SETUP, errno, "the terminal on stdin");
 	/* Its parent is the creator (CLONE_PARENT). Dying before this line is
 	 * covered too: the init then reads EOF where it waits for its config. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-		_exit(NSENTER_EXIT_SETUP);
-	prctl(PR_SET_NAME, "fockker-init");
+		nsenter_die(NSENTER_EXIT_SETUP, errno, "prctl(PR_SET_PDEATHSIG)");
+	prctl(PR_SET_NAME, PREFORK_INIT_NAME);
 	clearenv();
 	nsenter_init_main();
 }
@@ -215,7 +253,7 @@ static int32_t serve(int sock, int hostnet, int unshared)
 /* helper is the forked helper's body (see the top of this file). */
 __attribute__((noreturn)) static void helper(int sock, pid_t creator)
 {
-	int null, hostnet, unshared;
+	int null, hostnet, unshared, sig;
 	int32_t reply;
 
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != creator)
@@ -224,20 +262,19 @@ __attribute__((noreturn)) static void helper(int sock, pid_t creator)
 	if (sock != 3 && (dup3(sock, 3, O_CLOEXEC) < 0))
 		_exit(0);
 	sock = 3;
-	if (syscall(SYS_close_range, 4, ~0U, 0) < 0)
-		_exit(0);
+	close_from(4);
 	null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
 		_exit(0);
 	if (null > 2)
 		close(null);
-	prctl(PR_SET_NAME, "fockker-prefork");
-	/* A ^C or ^Z on the creator's terminal is the creator's to handle (it then
-	 * closes the socket or dies); the init resets every signal before its exec. */
-	signal(SIGINT, SIG_IGN);
-	signal(SIGQUIT, SIG_IGN);
-	signal(SIGTSTP, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
+	prctl(PR_SET_NAME, PREFORK_HELPER_NAME);
+	/* A signal to the creator's process group (^C on its terminal, `kill %1`,
+	 * timeout(1)) is the creator's to handle: it then closes the socket or dies,
+	 * and the helper goes with it. The init sets them back to their defaults. */
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP && sig != SIGCHLD)
+			signal(sig, SIG_IGN); /* EINVAL for the libc-reserved ones: fine */
 	hostnet = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	/* Now, while the creator's Go runtime starts: the request comes later. */
 	unshared = unshare(PREFORK_NS) < 0 ? -errno : 0;

@@ -20,6 +20,13 @@ const (
 	preforkCgroup  = 0x4
 )
 
+// The names (/proc/PID/comm) of the prefork helper and of an init it cloned, until the init
+// execs its command: both keep their creator's command line and environment meanwhile.
+const (
+	HelperName = "fockker-prefork"
+	InitName   = "fockker-init"
+)
+
 // Prefork is the helper the constructor forked for this process before the Go runtime
 // started (prefork.c): it holds new mount, UTS, IPC, PID and network namespaces, made while
 // the runtime started, and clones a container's init into them on request.
@@ -64,10 +71,14 @@ type PreforkOptions struct {
 	Cgroup  *os.File // the cgroup v2 directory to clone the init into, or nil
 }
 
+// ErrNoInit wraps a failure of StartPreforked after which certainly no init exists: the
+// request never reached the helper, or the helper refused it. The caller may still Start it.
+var ErrNoInit = errors.New("no init was cloned")
+
 // StartPreforked is Start through the helper p: the init is cloned in p's namespaces (new
 // mount, UTS, IPC, PID and, unless o.HostNet, network ones), with a session of its own and
 // SIGKILL as its parent-death signal, as this process's child. p is used up either way. An
-// error leaves in untouched: the caller may still Start it.
+// error that wraps ErrNoInit leaves in untouched.
 func (in *Init) StartPreforked(p *Prefork, stdio [3]*os.File, o PreforkOptions) (proc *Process, err error) {
 	defer func() {
 		if err != nil {
@@ -83,7 +94,7 @@ func (in *Init) StartPreforked(p *Prefork, stdio [3]*os.File, o PreforkOptions) 
 	}
 	fds, closeNull, err := in.childFDs(stdio)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (%w)", err, ErrNoInit)
 	}
 	defer closeNull()
 	if o.Cgroup != nil {
@@ -96,7 +107,7 @@ func (in *Init) StartPreforked(p *Prefork, stdio [3]*os.File, o PreforkOptions) 
 	runtime.KeepAlive(stdio) // their fds were sent by number
 	runtime.KeepAlive(o.Cgroup)
 	if err != nil {
-		return nil, fmt.Errorf("prefork helper: send request: %w", err)
+		return nil, fmt.Errorf("prefork helper: send request: %w (%w)", err, ErrNoInit)
 	}
 	var reply [4]byte
 	n, _, _, _, err := unix.Recvmsg(sock, reply[:], nil, 0)
@@ -108,7 +119,7 @@ func (in *Init) StartPreforked(p *Prefork, stdio [3]*os.File, o PreforkOptions) 
 	}
 	pid := int(int32(binary.LittleEndian.Uint32(reply[:])))
 	if pid <= 0 {
-		return nil, fmt.Errorf("prefork helper: clone the init: %w", syscall.Errno(-pid))
+		return nil, fmt.Errorf("prefork helper: clone the init: %w (%w)", syscall.Errno(-pid), ErrNoInit)
 	}
 	// Our child (CLONE_PARENT), so nobody else can reap it: the pid names it until we do.
 	pidfd, err := unix.PidfdOpen(pid, 0)
