@@ -115,11 +115,18 @@ static unsigned char *read_message(int fd, size_t *len, const char *what)
 static int open_in_root(int rootfd, const char *path, int flags)
 {
 	struct open_how how;
+	int fd, tries = 0;
 
 	memset(&how, 0, sizeof(how));
 	how.flags = (uint64_t)(flags | O_CLOEXEC);
 	how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-	return (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+	/* EAGAIN: a mount or a rename anywhere on the machine raced a ".." of
+	 * path, which the kernel then cannot vouch for; it only needs asking
+	 * again (securejoin retries the same way). */
+	do
+		fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+	while (fd < 0 && errno == EAGAIN && ++tries < 128);
+	return fd;
 }
 
 /* make_in_root opens path (absolute, not "/") inside rootfd's tree as an
