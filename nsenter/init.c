@@ -121,11 +121,12 @@ static int open_in_root(int rootfd, const char *path, int flags)
 	how.flags = (uint64_t)(flags | O_CLOEXEC);
 	how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
 	/* EAGAIN: a mount or a rename anywhere on the machine raced a ".." of
-	 * path, which the kernel then cannot vouch for; it only needs asking
-	 * again (securejoin retries the same way). */
+	 * path, which the kernel then cannot vouch for; EXDEV: its final check
+	 * found the result outside the root after such a race. Either only needs
+	 * asking again, up to a limit (securejoin retries the same way). */
 	do
 		fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
-	while (fd < 0 && errno == EAGAIN && ++tries < 128);
+	while (fd < 0 && (errno == EAGAIN || errno == EXDEV) && ++tries < 128);
 	return fd;
 }
 
