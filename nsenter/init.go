@@ -414,8 +414,7 @@ func (in *Init) Start(stdio [3]*os.File, sys *syscall.SysProcAttr) (*Process, er
 	}
 	if pidfd < 0 { // a kernel without CLONE_PIDFD (before 5.2): Process could not signal it
 		unix.Kill(pid, unix.SIGKILL)
-		var ws syscall.WaitStatus
-		syscall.Wait4(pid, &ws, 0, nil)
+		reap(pid)
 		return nil, fmt.Errorf("fork/exec %s: the kernel returned no pidfd (CLONE_PIDFD needs Linux 5.2)", in.Cmd.Path)
 	}
 	return &Process{Pid: pid, pidfd: pidfd}, nil
@@ -458,12 +457,7 @@ func (p *Process) ReapHelper() {
 	if p.helper <= 0 {
 		return
 	}
-	var ws syscall.WaitStatus
-	for {
-		if _, err := syscall.Wait4(p.helper, &ws, 0, nil); !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
+	reap(p.helper)
 	p.helper = 0
 }
 

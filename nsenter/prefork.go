@@ -52,13 +52,14 @@ func (p *Prefork) Close() {
 	}
 	p.sock.Close()
 	p.sock = nil
-	p.reap()
+	reap(p.pid)
 }
 
-func (p *Prefork) reap() {
+// reap waits for our child pid to exit, whatever its status.
+func reap(pid int) {
 	var ws syscall.WaitStatus
 	for {
-		if _, err := syscall.Wait4(p.pid, &ws, 0, nil); !errors.Is(err, syscall.EINTR) {
+		if _, err := syscall.Wait4(pid, &ws, 0, nil); !errors.Is(err, syscall.EINTR) {
 			return
 		}
 	}
@@ -125,8 +126,7 @@ func (in *Init) StartPreforked(p *Prefork, stdio [3]*os.File, o PreforkOptions) 
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		unix.Kill(pid, unix.SIGKILL)
-		var ws syscall.WaitStatus
-		syscall.Wait4(pid, &ws, 0, nil)
+		reap(pid)
 		return nil, fmt.Errorf("prefork helper: pidfd of the init: %w", err)
 	}
 	in.Started()
