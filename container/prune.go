@@ -238,7 +238,9 @@ func Prune(roots Roots, opts PruneOptions) (out []Pruned, err error) {
 		return nil, err
 	}
 	if _, err := os.Stat(roots.State); errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		// Nothing of this installation's, but the parent cgroup is shared by all of them:
+		// one whose state root was deleted without a prune leaves it, empty, to any prune.
+		return nil, cgroup.RemoveParent(DefaultCgroupParent)
 	}
 	lk, err := lockExclusive(roots.State, opts.Wait)
 	if err != nil {

@@ -314,3 +314,31 @@ func TestPruneConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestPruneSharedParentWithoutState: an installation whose state root was deleted without a
+// prune leaves the shared parent cgroup behind, empty; a prune of any installation removes
+// it, even one that has no state root yet.
+func TestPruneSharedParentWithoutState(t *testing.T) {
+	gone := newFK(t)
+	gone.ok("run", "--rm", "--net", "none", "busybox", "true")
+	parents, _ := filepath.Glob("/sys/fs/cgroup/*/fockker")
+	if unified := "/sys/fs/cgroup/fockker"; len(parents) == 0 {
+		parents = []string{unified}
+	}
+	for _, p := range parents {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("the parent cgroup %s is not there after a run: %v", p, err)
+		}
+	}
+	if err := os.RemoveAll(gone.state); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newFK(t) // its state root does not exist
+	fresh.ok("system", "prune")
+	for _, p := range parents {
+		sub, _ := filepath.Glob(p + "/*/")
+		if _, err := os.Stat(p); err == nil && len(sub) == 0 {
+			t.Errorf("the empty parent cgroup %s is still there after a prune", p)
+		}
+	}
+}
