@@ -13,6 +13,7 @@ import (
 
 	"github.com/FishingRodd/fockker/container/cgroup"
 	"github.com/FishingRodd/fockker/container/waiter"
+	"github.com/FishingRodd/fockker/nsenter"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,7 +22,8 @@ import (
 // session of its own, waits for the container and records how it ended.
 const WatchCommand = "watch"
 
-const watchEnv = "_FOCKKER_WATCH"
+// watchEnv=1 marks the watcher; its prefork helper (nsenter) looks for the same variable.
+const watchEnv = nsenter.WatcherEnv
 
 // watchRequest travels from the CLI to the watcher on fd 3.
 type watchRequest struct {

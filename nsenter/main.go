@@ -160,9 +160,11 @@ func cPreforkWanted(args []string, watch bool) bool {
 	return C.nsenter_prefork_wanted(C.int(len(args)), p, w) != 0
 }
 
-// cPreforkNames returns PREFORK_HELPER_NAME and PREFORK_INIT_NAME, which must equal
-// HelperName and InitName.
-func cPreforkNames() (helper, init string) { return C.PREFORK_HELPER_NAME, C.PREFORK_INIT_NAME }
+// cPreforkNames returns PREFORK_HELPER_NAME, PREFORK_INIT_NAME and PREFORK_WATCH_ENV, which
+// must equal HelperName, InitName and WatcherEnv.
+func cPreforkNames() (helper, init, watchEnv string) {
+	return C.PREFORK_HELPER_NAME, C.PREFORK_INIT_NAME, C.PREFORK_WATCH_ENV
+}
 
 // cEnvName returns NSENTER_ENV, which must equal envFD; it is checked by the
 // tests, which cannot use cgo themselves.

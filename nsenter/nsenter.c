@@ -335,27 +335,37 @@ static void join(const struct nsenter_config *cfg, struct target *t)
 	close(t->rootfd);
 }
 
-/* close_extra_fds leaves the command only stdin, stdout and stderr, so no
- * host file can leak into the container. The detach report pipe (close-on-
- * exec) stays open until execve, which closes it. */
-static void close_extra_fds(void)
+/* nsenter_close_from closes every fd from low up: close_range (Linux 5.9), or
+ * one by one up to the fd limit. */
+void nsenter_close_from(int low)
 {
 	struct rlimit rl;
 	long fd, max = 65536;
 
 #ifdef SYS_close_range
-	if (report_fd < 0 && syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
-		return;
-	if (report_fd >= 0 && (report_fd == 3 || syscall(SYS_close_range, 3U, (unsigned)report_fd - 1, 0U) == 0) &&
-	    syscall(SYS_close_range, (unsigned)report_fd + 1, ~0U, 0U) == 0)
+	if (syscall(SYS_close_range, (unsigned)low, ~0U, 0U) == 0)
 		return;
 #endif
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur < (rlim_t)max)
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)max)
 		max = (long)rl.rlim_cur;
-	for (fd = 3; fd < max; fd++)
-		if (fd != report_fd)
-			close((int)fd);
+	for (fd = low; fd < max; fd++)
+		close((int)fd);
+}
+
+/* close_extra_fds leaves the command only stdin, stdout and stderr, so no
+ * host file can leak into the container. The detach report pipe (close-on-
+ * exec) stays open until execve, which closes it. */
+static void close_extra_fds(void)
+{
+	int fd;
+
+	if (report_fd < 0) {
+		nsenter_close_from(3);
+		return;
+	}
+	for (fd = 3; fd < report_fd; fd++)
+		close(fd);
+	nsenter_close_from(report_fd + 1);
 }
 
 static const char *env_get(char **env, const char *key)

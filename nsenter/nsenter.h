@@ -167,9 +167,14 @@ __attribute__((noreturn)) void nsenter_init_main(void);
 #define PREFORK_HOSTNET 0x2u /* the init stays in the creator's network namespace */
 #define PREFORK_CGROUP 0x4u  /* a sixth fd: the cgroup v2 directory to clone it into */
 #define PREFORK_FLAGS_ALL (PREFORK_TTY | PREFORK_HOSTNET | PREFORK_CGROUP)
+/* The environment variable (=1) that marks a detached container's watcher. */
+#define PREFORK_WATCH_ENV "_FOCKKER_WATCH"
 /* The names (comm) of the helper and of the init it clones, until its exec. */
 #define PREFORK_HELPER_NAME "fockker-prefork"
 #define PREFORK_INIT_NAME "fockker-init"
+
+/* nsenter_close_from closes every fd from low up. */
+void nsenter_close_from(int low);
 
 /* nsenter_prefork_constructor forks the prefork helper (prefork.c) when the
  * command line runs a container in this process; it returns at once. */

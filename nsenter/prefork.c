@@ -39,7 +39,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -137,23 +136,6 @@ int nsenter_prefork_wanted(int argc, char **argv, int watch)
 	return 1;
 }
 
-/* close_from closes every fd from low up: close_range (Linux 5.9), or one by
- * one up to the fd limit. */
-static void close_from(int low)
-{
-	struct rlimit rl;
-	long fd, max = 65536;
-
-#ifdef SYS_close_range
-	if (syscall(SYS_close_range, (unsigned)low, ~0U, 0U) == 0)
-		return;
-#endif
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)max)
-		max = (long)rl.rlim_cur;
-	for (fd = low; fd < max; fd++)
-		close((int)fd);
-}
-
 /* move_fds puts the received fds at 0..4, whatever numbers they came with. */
 static int move_fds(const int *fds)
 {
@@ -168,7 +150,7 @@ static int move_fds(const int *fds)
 	for (i = 0; i < PREFORK_FDS; i++)
 		if (dup2(high[i], i) < 0)
 			return -1;
-	close_from(PREFORK_FDS);
+	nsenter_close_from(PREFORK_FDS);
 	return 0;
 }
 
@@ -262,7 +244,7 @@ __attribute__((noreturn)) static void helper(int sock, pid_t creator)
 	if (sock != 3 && (dup3(sock, 3, O_CLOEXEC) < 0))
 		_exit(0);
 	sock = 3;
-	close_from(4);
+	nsenter_close_from(4);
 	null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
 		_exit(0);
@@ -285,7 +267,7 @@ __attribute__((noreturn)) static void helper(int sock, pid_t creator)
 
 void nsenter_prefork_constructor(int argc, char **argv)
 {
-	const char *w = getenv("_FOCKKER_WATCH");
+	const char *w = getenv(PREFORK_WATCH_ENV);
 	int sv[2], lo[2], i;
 	pid_t creator, pid;
 

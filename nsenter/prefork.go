@@ -27,6 +27,10 @@ const (
 	InitName   = "fockker-init"
 )
 
+// WatcherEnv=1 in its environment marks a detached container's watcher, which gets a prefork
+// helper as `run` does.
+const WatcherEnv = "_FOCKKER_WATCH"
+
 // Prefork is the helper the constructor forked for this process before the Go runtime
 // started (prefork.c): it holds new mount, UTS, IPC, PID and network namespaces, made while
 // the runtime started, and clones a container's init into them on request.

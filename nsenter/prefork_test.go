@@ -13,8 +13,8 @@ import (
 )
 
 func TestPreforkNamesMatchC(t *testing.T) {
-	if h, i := cPreforkNames(); h != HelperName || i != InitName {
-		t.Fatalf("C names %q and %q, Go %q and %q", h, i, HelperName, InitName)
+	if h, i, w := cPreforkNames(); h != HelperName || i != InitName || w != WatcherEnv {
+		t.Fatalf("C names %q, %q and %q, Go %q, %q and %q", h, i, w, HelperName, InitName, WatcherEnv)
 	}
 }
 

@@ -102,39 +102,31 @@ func TestAttachedSignals(t *testing.T) {
 		}
 	})
 
-	t.Run("fockker killed", func(t *testing.T) {
-		f := f.with(t)
-		name := uniq("orphan")
-		cmd, rec := startAttached(t, f, name, "busybox", "sh", "-c", `echo ready; sleep 100`)
-		pid := num(t, rec, "pid")
-		if err := cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		exitCode(t, cmd)
-		waitFor(t, "the container to die with its parent", 5*time.Second, func() bool { return procGone(pid) })
-		waitFor(t, "ps to say stopped", 5*time.Second, func() bool { return f.record(name)["status"] == "stopped" })
-		f.ok("rm", name)
-		assertCgroupGone(t, name)
-	})
-
-	// The kernel clears the parent-death signal when the ids change: the init sets it again
-	// after it takes on the container's user.
-	t.Run("fockker killed, container with a user", func(t *testing.T) {
-		f := f.with(t)
-		name := uniq("orphanu")
-		cmd, rec := startAttached(t, f, name, "-u", "1000:1000", "busybox", "sh", "-c", `echo ready; sleep 100`)
-		pid := num(t, rec, "pid")
-		if uid := procStatus(pid)["Uid"]; !strings.HasPrefix(uid, "1000") {
-			t.Fatalf("the container runs as uid %q, want 1000", uid)
-		}
-		if err := cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		exitCode(t, cmd)
-		waitFor(t, "the container to die with its parent", 5*time.Second, func() bool { return procGone(pid) })
-		waitFor(t, "ps to say stopped", 5*time.Second, func() bool { return f.record(name)["status"] == "stopped" })
-		f.ok("rm", name)
-	})
+	// The container dies with its fockker, also with a user of its own: the kernel clears the
+	// parent-death signal when the ids change, and the init sets it again after.
+	for _, user := range []string{"", "1000:1000"} {
+		t.Run("fockker killed, user "+user, func(t *testing.T) {
+			f := f.with(t)
+			name := uniq("orphan")
+			args := []string{"busybox", "sh", "-c", `echo ready; sleep 100`}
+			if user != "" {
+				args = append([]string{"-u", user}, args...)
+			}
+			cmd, rec := startAttached(t, f, name, args...)
+			pid := num(t, rec, "pid")
+			if uid := procStatus(pid)["Uid"]; user != "" && !strings.HasPrefix(uid, "1000") {
+				t.Fatalf("the container runs as uid %q, want 1000", uid)
+			}
+			if err := cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			exitCode(t, cmd)
+			waitFor(t, "the container to die with its parent", 5*time.Second, func() bool { return procGone(pid) })
+			waitFor(t, "ps to say stopped", 5*time.Second, func() bool { return f.record(name)["status"] == "stopped" })
+			f.ok("rm", name)
+			assertCgroupGone(t, name)
+		})
+	}
 }
 
 // TestDetachedSurvivesHangup starts run -d from a terminal and then hangs the terminal up:
