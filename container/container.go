@@ -583,7 +583,7 @@ var errReplaced = errors.New("record replaced by another container")
 func finish(roots Roots, rec *Record, code int, cg *cgroup.Cgroup) error {
 	if rec.Spec.AutoRemove {
 		// Straight to removal: the record would only be deleted right after.
-		err := remove(roots, rec.Name, true, rec.ID, cg)
+		err := remove(roots, rec.Name, true, rec, cg)
 		if errors.Is(err, ErrNotFound) || errors.Is(err, errReplaced) {
 			return nil
 		}

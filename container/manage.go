@@ -126,24 +126,25 @@ func Remove(roots Roots, ref string, force bool) error {
 	if err != nil {
 		return err
 	}
-	return remove(roots, name, force, "", nil)
+	return remove(roots, name, force, nil, nil)
 }
 
-// remove removes the container recorded under name; with id set, only if the record still
-// belongs to that container (errReplaced otherwise). cg is the container's cgroup when the
-// caller has it (it created the container), else nil: it is then found again.
-func remove(roots Roots, name string, force bool, id string, cg *cgroup.Cgroup) error {
+// remove removes the container recorded under name. With mine set (the record of a container
+// this process created, as it last saved it), only if the record still belongs to that
+// container (errReplaced otherwise). cg is the container's cgroup when the caller has it (it
+// created the container), else nil: it is then found again.
+func remove(roots Roots, name string, force bool, mine *Record, cg *cgroup.Cgroup) error {
 	store := NewStore(roots.State)
 	lk, err := store.Lock(name)
 	if err != nil {
 		return err
 	}
 	defer lk.Unlock()
-	rec, err := store.Load(name)
+	rec, err := store.LoadKnown(name, mine)
 	if err != nil {
 		return err
 	}
-	if id != "" && rec.ID != id {
+	if mine != nil && rec.ID != mine.ID {
 		return errReplaced
 	}
 	if State(rec) != Stopped {

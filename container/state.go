@@ -1,6 +1,7 @@
 package container
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -160,6 +161,15 @@ func (s *Store) busy(name string) bool {
 // was written (as its creation time) and the default cgroup parent: it is not running as far
 // as anyone can tell, and removing it removes its layers and its cgroup by name.
 func (s *Store) Load(name string) (*Record, error) {
+	return s.LoadKnown(name, nil)
+}
+
+// LoadKnown is Load for a caller that holds the record it last saved, known (nil if none):
+// when the file holds exactly what known encodes to, known itself is returned, without
+// decoding. encoding/json builds its decoders for the record's types by reflection in every
+// new process (~0.5 ms of CPU, on the path of every run --rm); anyone else's change to the
+// record, or another container under the name, makes the bytes differ and the file is decoded.
+func (s *Store) LoadKnown(name string, known *Record) (*Record, error) {
 	p := filepath.Join(s.root, name, configName)
 	b, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
@@ -168,11 +178,20 @@ func (s *Store) Load(name string) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	if known != nil && known.Name == name && known.Status != Damaged && recordBytesEqual(b, known) {
+		return known, nil
+	}
 	var rec Record
 	if err := json.Unmarshal(b, &rec); err != nil || rec.Name != name {
 		return damagedRecord(name, p), nil
 	}
 	return &rec, nil
+}
+
+// recordBytesEqual reports whether b is the file writeRecordIn writes for rec.
+func recordBytesEqual(b []byte, rec *Record) bool {
+	want := marshalRecord(rec)
+	return len(b) == len(want)+1 && b[len(want)] == '\n' && bytes.Equal(b[:len(want)], want)
 }
 
 // damagedRecord stands for the unreadable record at path.

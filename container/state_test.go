@@ -115,6 +115,63 @@ func TestStoreUpdateListResolve(t *testing.T) {
 	}
 }
 
+// LoadKnown hands back the caller's own record only while the file is exactly what that
+// record encodes to: any other writer's change, or another container under the name, is read
+// from the file.
+func TestLoadKnown(t *testing.T) {
+	s := NewStore(t.TempDir())
+	mine := &Record{ID: "1234500000", Name: "alpha", CreateTime: "t0", Status: Created, Command: []string{"true"}}
+	lk, err := s.Reserve(mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine.Status, mine.Pid = Running, 42
+	if err := s.Save(mine); err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock()
+	if got, err := s.LoadKnown("alpha", mine); err != nil || got != mine {
+		t.Fatalf("unchanged record: got %p (%v), want the caller's %p", got, err, mine)
+	}
+	// Changed in memory only: the file no longer matches, and what is on disk is returned.
+	mine.Pid = 43
+	got, err := s.LoadKnown("alpha", mine)
+	if err != nil || got == mine || got.Pid != 42 {
+		t.Fatalf("record changed in memory: got %+v, %v; want the file's (pid 42)", got, err)
+	}
+	mine.Pid = 42
+	// Changed by another writer.
+	if _, err := s.Update("alpha", func(r *Record) error { r.Status = Stopped; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.LoadKnown("alpha", mine); err != nil || got == mine || got.Status != Stopped {
+		t.Fatalf("record changed by another writer: got %+v, %v", got, err)
+	}
+	// Replaced by another container under the same name.
+	if err := s.Delete("alpha"); err != nil {
+		t.Fatal(err)
+	}
+	other := &Record{ID: "9999900000", Name: "alpha", CreateTime: "t1", Status: Created, Command: []string{"true"}}
+	lk, err = s.Reserve(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock()
+	if got, err := s.LoadKnown("alpha", mine); err != nil || got.ID != other.ID {
+		t.Fatalf("record replaced: got %+v, %v; want ID %s", got, err, other.ID)
+	}
+	// A record of another name is never taken for this one, even with the same bytes.
+	if got, err := s.LoadKnown("alpha", &Record{ID: other.ID, Name: "beta", CreateTime: "t1", Status: Created, Command: []string{"true"}}); err != nil || got.Name != "alpha" {
+		t.Fatalf("known record of another name: got %+v, %v", got, err)
+	}
+	if err := s.Delete("alpha"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LoadKnown("alpha", mine); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted record: %v", err)
+	}
+}
+
 func TestLockSeesRemoval(t *testing.T) {
 	s := NewStore(t.TempDir())
 	lk, err := s.Reserve(&Record{ID: "1111111111", Name: "x"})
