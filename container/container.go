@@ -66,7 +66,15 @@ type Container struct {
 	layers  bool              // the overlay directories are ours to remove
 	logf    *os.File
 	net     *netPrep // a bridged container's network, prepared from the reservation on
+	// preforked: the init was cloned by the prefork helper (nsenter/prefork.c); preforkErr:
+	// why a helper that was there made none (the init was then cloned here).
+	preforked  bool
+	preforkErr error
 }
+
+// Prefork reports whether the prefork helper cloned the container's init and, if a helper
+// was there but made none, why (the init was then cloned by this process, only slower).
+func (c *Container) Prefork() (bool, error) { return c.preforked, c.preforkErr }
 
 // netPrep is a network made ready (the default one created or checked) in the background
 // while the rest of the container is built.
@@ -407,7 +415,10 @@ func (c *Container) startInit(stdio IO, lower string) error {
 		if errors.Is(err, nsenter.ErrNoInit) {
 			// The helper could not make it (gone, or its namespaces refused): cloned here,
 			// as without a helper.
+			c.preforkErr = err
 			p, err = in.Start(files, sys)
+		} else {
+			c.preforked = err == nil
 		}
 	} else {
 		p, err = in.Start(files, sys)

@@ -20,7 +20,8 @@ package nsenter
 #include "nsenter.h"
 
 #ifdef __GLIBC__
-// glibc passes argc and argv to constructors; other C libraries pass nothing: no helper.
+// glibc passes argc and argv to constructors; other C libraries (musl) pass nothing, and the
+// command line is read from /proc/self/cmdline instead.
 __attribute__((constructor)) static void fockker_nsenter_init(int argc, char **argv)
 {
 	nsenter_init_constructor();
@@ -32,6 +33,7 @@ __attribute__((constructor)) static void fockker_nsenter_init(void)
 {
 	nsenter_init_constructor();
 	nsenter_constructor();
+	nsenter_prefork_constructor_proc();
 }
 #endif
 */

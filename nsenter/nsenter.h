@@ -180,6 +180,14 @@ void nsenter_close_from(int low);
  * command line runs a container in this process; it returns at once. */
 void nsenter_prefork_constructor(int argc, char **argv);
 
+/* nsenter_prefork_constructor_proc is the same for C libraries that pass
+ * constructors no arguments (musl): it reads the command line from
+ * /proc/self/cmdline. One longer than PREFORK_CMDLINE_MAX bytes or
+ * PREFORK_ARGS_MAX arguments gets no helper. */
+#define PREFORK_CMDLINE_MAX 32768
+#define PREFORK_ARGS_MAX 1024
+void nsenter_prefork_constructor_proc(void);
+
 /* nsenter_prefork_wanted says whether argv is such a command line (watch:
  * whether _FOCKKER_WATCH=1 is set, for a watcher's "watch"). */
 int nsenter_prefork_wanted(int argc, char **argv, int watch);

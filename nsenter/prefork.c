@@ -302,3 +302,38 @@ void nsenter_prefork_constructor(int argc, char **argv)
 	prefork_sock = lo[0];
 	prefork_pid = pid;
 }
+
+void nsenter_prefork_constructor_proc(void)
+{
+	static char buf[PREFORK_CMDLINE_MAX];
+	static char *argv[PREFORK_ARGS_MAX + 1];
+	size_t len = 0, i;
+	ssize_t n;
+	int fd, argc = 0;
+
+	if (geteuid() != 0)
+		return;
+	fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	/* Cut short (an error, or longer than the buffer: not one of ours to
+	 * guess at) or empty: no helper. */
+	if (n != 0 || len == 0 || buf[len - 1] != '\0')
+		return;
+	for (i = 0; i < len; i += strlen(buf + i) + 1) {
+		if (argc == PREFORK_ARGS_MAX)
+			return;
+		argv[argc++] = buf + i;
+	}
+	argv[argc] = NULL;
+	nsenter_prefork_constructor(argc, argv);
+}
+

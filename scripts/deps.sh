@@ -9,6 +9,7 @@ have iptables || need="$need iptables"
 have ip || need="$need iproute2"
 have script || need="$need bsdutils"
 have unshare || need="$need util-linux"
+have musl-gcc || need="$need musl-tools" # the build's C library (see the Makefile)
 if [ "${1:-}" = "--vm" ]; then
 	have qemu-system-x86_64 || need="$need qemu-system-x86"
 	have cpio || need="$need cpio"
