@@ -345,14 +345,6 @@ func runAttached(r container.Roots, spec container.Spec, sc *signalCatcher) erro
 	if err != nil {
 		return err
 	}
-	switch used, why := c.Prefork(); {
-	case used:
-		logrus.Debugf("container %s: init %d cloned by the prefork helper", c.Record.Name, c.Record.Pid)
-	case why != nil:
-		logrus.Debugf("container %s: init %d cloned by fockker: the prefork helper made none: %v", c.Record.Name, c.Record.Pid, why)
-	default:
-		logrus.Debugf("container %s: init %d cloned by fockker (no prefork helper for this command line)", c.Record.Name, c.Record.Pid)
-	}
 	// Forward what the user's shell sends us to the container, as docker's sig-proxy does,
 	// from before its command runs. (Catching them started with the process and ended
 	// during Create, which waits for the init anyway; one that came before that ended

@@ -66,15 +66,7 @@ type Container struct {
 	layers  bool              // the overlay directories are ours to remove
 	logf    *os.File
 	net     *netPrep // a bridged container's network, prepared from the reservation on
-	// preforked: the init was cloned by the prefork helper (nsenter/prefork.c); preforkErr:
-	// why a helper that was there made none (the init was then cloned here).
-	preforked  bool
-	preforkErr error
 }
-
-// Prefork reports whether the prefork helper cloned the container's init and, if a helper
-// was there but made none, why (the init was then cloned by this process, only slower).
-func (c *Container) Prefork() (bool, error) { return c.preforked, c.preforkErr }
 
 // netPrep is a network made ready (the default one created or checked) in the background
 // while the rest of the container is built.
@@ -407,22 +399,7 @@ func (c *Container) startInit(stdio IO, lower string) error {
 		sys.UseCgroupFD = true
 		sys.CgroupFD = int(v2.Fd())
 	}
-	files := [3]*os.File{stdio.Stdin, stdio.Stdout, stdio.Stderr}
-	var p *nsenter.Process
-	if pf := nsenter.TakePrefork(); pf != nil {
-		// The namespaces were made while this process started (see nsenter/prefork.c).
-		p, err = in.StartPreforked(pf, files, nsenter.PreforkOptions{Tty: stdio.Tty, HostNet: !rec.Spec.ownNet(), Cgroup: v2})
-		if errors.Is(err, nsenter.ErrNoInit) {
-			// The helper could not make it (gone, or its namespaces refused): cloned here,
-			// as without a helper.
-			c.preforkErr = err
-			p, err = in.Start(files, sys)
-		} else {
-			c.preforked = err == nil
-		}
-	} else {
-		p, err = in.Start(files, sys)
-	}
+	p, err := in.Start([3]*os.File{stdio.Stdin, stdio.Stdout, stdio.Stderr}, sys)
 	if err != nil {
 		in.Close()
 		return fmt.Errorf("start container init: %w", err)
@@ -528,7 +505,6 @@ func (c *Container) Start() error {
 	restrict(cfg, c.proc, *rec.User)
 	err := c.init.Exec(cfg)
 	c.init.Close()
-	c.process.ReapHelper()
 	if err != nil {
 		return initError(err)
 	}

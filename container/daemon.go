@@ -13,7 +13,6 @@ import (
 
 	"github.com/FishingRodd/fockker/container/cgroup"
 	"github.com/FishingRodd/fockker/container/waiter"
-	"github.com/FishingRodd/fockker/nsenter"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,8 +21,8 @@ import (
 // session of its own, waits for the container and records how it ended.
 const WatchCommand = "watch"
 
-// watchEnv=1 marks the watcher; its prefork helper (nsenter) looks for the same variable.
-const watchEnv = nsenter.WatcherEnv
+// watchEnv=1 marks the watcher.
+const watchEnv = "_FOCKKER_WATCH"
 
 // watchRequest travels from the CLI to the watcher on fd 3.
 type watchRequest struct {

@@ -16,7 +16,6 @@ import (
 
 	"github.com/FishingRodd/fockker/container/cgroup"
 	"github.com/FishingRodd/fockker/network"
-	"github.com/FishingRodd/fockker/nsenter"
 	"golang.org/x/sys/unix"
 )
 
@@ -869,13 +868,6 @@ func watcherPids(stateRoot string) ([]int, error) {
 // "fockker watch..." and its environment marks it as one, for that state root.
 func isWatcherOf(pid int, stateRoot string) bool {
 	dir := "/proc/" + strconv.Itoa(pid)
-	// A watcher's prefork helper and the init it cloned keep the watcher's command line and
-	// environment until the init execs its command (nsenter/prefork.c): their names tell.
-	if comm, err := os.ReadFile(dir + "/comm"); err == nil {
-		if c := strings.TrimSuffix(string(comm), "\n"); c == nsenter.InitName || c == nsenter.HelperName {
-			return false
-		}
-	}
 	cmdline, err := os.ReadFile(dir + "/cmdline")
 	if err != nil || !strings.HasPrefix(string(cmdline), "fockker\x00"+WatchCommand) {
 		return false

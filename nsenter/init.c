@@ -583,6 +583,12 @@ static void build_root(struct nsenter_init_config *cfg)
 
 __attribute__((noreturn)) static void run_init(const char *fdstr)
 {
+	struct nsenter_init_config root;
+	struct nsenter_config cmd;
+	unsigned char *buf, ready = 0;
+	char err[256];
+	size_t len;
+	int *cgfds;
 	int fd = nsenter_parse_fd(fdstr);
 
 	/* Errors go to the creator from here on; nothing of ours reaches the command. */
@@ -591,22 +597,6 @@ __attribute__((noreturn)) static void run_init(const char *fdstr)
 	nsenter_set_report(NSENTER_INIT_STATUS_FD, "");
 	if (fd != NSENTER_INIT_CONFIG_FD)
 		die("%s=%.20s: want %d", NSENTER_INIT_ENV, fdstr, NSENTER_INIT_CONFIG_FD);
-	nsenter_init_main();
-}
-
-void nsenter_init_main(void)
-{
-	struct nsenter_init_config root;
-	struct nsenter_config cmd;
-	unsigned char *buf, ready = 0;
-	char err[256];
-	size_t len;
-	int *cgfds;
-	int fd = NSENTER_INIT_CONFIG_FD;
-
-	if (fcntl(NSENTER_INIT_STATUS_FD, F_SETFD, FD_CLOEXEC) < 0)
-		_exit(NSENTER_EXIT_SETUP);
-	nsenter_set_report(NSENTER_INIT_STATUS_FD, "");
 	if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
 		die_errno("config fd");
 

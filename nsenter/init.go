@@ -363,46 +363,29 @@ func (in *Init) Close() {
 	}
 }
 
-// childFDs are the init's fds in order: stdin, stdout and stderr (/dev/null for nil, opened
-// here and closed by closeNull), then its config and status pipes.
-func (in *Init) childFDs(stdio [3]*os.File) (fds []int, closeNull func(), err error) {
-	fds = make([]int, 0, 3+len(in.Cmd.ExtraFiles))
-	var null *os.File
-	for _, f := range stdio {
-		if f == nil {
-			if null == nil {
-				if null, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
-					return nil, nil, err
-				}
-			}
-			f = null
-		}
-		fds = append(fds, int(f.Fd()))
-	}
-	for _, f := range in.Cmd.ExtraFiles {
-		fds = append(fds, int(f.Fd()))
-	}
-	return fds, func() {
-		if null != nil {
-			null.Close()
-		}
-	}, nil
-}
-
 // Start starts the init with stdin, stdout and stderr (nil means /dev/null) and sys, which
 // holds its new namespaces at least; Start sets sys.PidFD. It is Cmd.Start without os/exec
 // and os.StartProcess, whose first use in a process checks that pidfds work by cloning a
 // child of its own. Started is called.
 func (in *Init) Start(stdio [3]*os.File, sys *syscall.SysProcAttr) (*Process, error) {
 	defer in.Started()
-	fds, closeNull, err := in.childFDs(stdio)
-	if err != nil {
-		return nil, err
+	files := make([]uintptr, 0, 3+len(in.Cmd.ExtraFiles))
+	var null *os.File
+	for _, f := range stdio {
+		if f == nil {
+			if null == nil {
+				var err error
+				if null, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+					return nil, err
+				}
+				defer null.Close()
+			}
+			f = null
+		}
+		files = append(files, f.Fd())
 	}
-	defer closeNull()
-	files := make([]uintptr, len(fds))
-	for i, fd := range fds {
-		files[i] = uintptr(fd)
+	for _, f := range in.Cmd.ExtraFiles {
+		files = append(files, f.Fd())
 	}
 	pidfd := -1
 	attr := *sys
@@ -414,7 +397,8 @@ func (in *Init) Start(stdio [3]*os.File, sys *syscall.SysProcAttr) (*Process, er
 	}
 	if pidfd < 0 { // a kernel without CLONE_PIDFD (before 5.2): Process could not signal it
 		unix.Kill(pid, unix.SIGKILL)
-		reap(pid)
+		var ws syscall.WaitStatus
+		syscall.Wait4(pid, &ws, 0, nil)
 		return nil, fmt.Errorf("fork/exec %s: the kernel returned no pidfd (CLONE_PIDFD needs Linux 5.2)", in.Cmd.Path)
 	}
 	return &Process{Pid: pid, pidfd: pidfd}, nil
@@ -427,7 +411,6 @@ type Process struct {
 	status *syscall.WaitStatus
 	mu     sync.Mutex // guards pidfd: Signal and Release may run while Wait blocks
 	pidfd  int
-	helper int // the prefork helper that cloned it, reaped by Wait; 0 if none
 }
 
 // Wait waits for the process to exit and reaps it; a later call returns the same status.
@@ -446,19 +429,7 @@ func (p *Process) Wait() (syscall.WaitStatus, error) {
 		}
 	}
 	p.status = &ws
-	p.ReapHelper()
 	return ws, nil
-}
-
-// ReapHelper reaps the prefork helper that cloned the process, if any (Init.StartPreforked):
-// it exits as soon as it has, so by the time the process has run anything it is a zombie,
-// reaped at once. Wait calls it too.
-func (p *Process) ReapHelper() {
-	if p.helper <= 0 {
-		return
-	}
-	reap(p.helper)
-	p.helper = 0
 }
 
 // Signal sends sig; os.ErrProcessDone once the process is gone.

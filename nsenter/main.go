@@ -9,33 +9,18 @@
 // Config from that fd, joins the container and never returns into Go (see
 // nsenter.c; Command builds such a process); with _FOCKKER_INIT_FD the other
 // builds a new container's root and becomes its command (see init.c;
-// NewInit builds such a process). The third forks, for a `run` or a
-// watcher, a helper that makes a container's namespaces while the Go runtime
-// starts and clones its init on request (see prefork.c; TakePrefork).
+// NewInit builds such a process).
 package nsenter
 
 /*
 #cgo CFLAGS: -Wall -Wextra -std=gnu11
-#include <stdlib.h>
 #include "nsenter.h"
 
-#ifdef __GLIBC__
-// glibc passes argc and argv to constructors; other C libraries (musl) pass nothing, and the
-// command line is read from /proc/self/cmdline instead.
-__attribute__((constructor)) static void fockker_nsenter_init(int argc, char **argv)
-{
-	nsenter_init_constructor();
-	nsenter_constructor();
-	nsenter_prefork_constructor(argc, argv);
-}
-#else
 __attribute__((constructor)) static void fockker_nsenter_init(void)
 {
 	nsenter_init_constructor();
 	nsenter_constructor();
-	nsenter_prefork_constructor_proc();
 }
-#endif
 */
 import "C"
 
@@ -119,14 +104,6 @@ var (
 	_ [initReadOnlyRoot - C.NSENTER_INIT_RO_ROOT]struct{}
 	_ [C.NSENTER_VOLUME_RO - volumeReadOnly]struct{}
 	_ [volumeReadOnly - C.NSENTER_VOLUME_RO]struct{}
-	_ [C.PREFORK_MAGIC - preforkMagic]struct{}
-	_ [preforkMagic - C.PREFORK_MAGIC]struct{}
-	_ [C.PREFORK_TTY - preforkTTY]struct{}
-	_ [preforkTTY - C.PREFORK_TTY]struct{}
-	_ [C.PREFORK_HOSTNET - preforkHostNet]struct{}
-	_ [preforkHostNet - C.PREFORK_HOSTNET]struct{}
-	_ [C.PREFORK_CGROUP - preforkCgroup]struct{}
-	_ [preforkCgroup - C.PREFORK_CGROUP]struct{}
 	_ [C.NSENTER_EXIT_SETUP - ExitSetup]struct{}
 	_ [ExitSetup - C.NSENTER_EXIT_SETUP]struct{}
 	_ [C.NSENTER_EXIT_CANNOT_RUN - ExitCannotRun]struct{}
@@ -134,39 +111,6 @@ var (
 	_ [C.NSENTER_EXIT_NOT_FOUND - ExitNotFound]struct{}
 	_ [ExitNotFound - C.NSENTER_EXIT_NOT_FOUND]struct{}
 )
-
-// takePrefork returns the CLI's end of the prefork helper's socket and the helper's pid,
-// once; fd -1 if there is none.
-func takePrefork() (fd, pid int) {
-	var p C.int
-	fd = int(C.nsenter_prefork_take(&p))
-	return fd, int(p)
-}
-
-// cPreforkWanted runs the C recogniser of command lines that get a prefork helper, for the
-// tests.
-func cPreforkWanted(args []string, watch bool) bool {
-	argv := make([]*C.char, len(args))
-	for i, a := range args {
-		argv[i] = C.CString(a)
-		defer C.free(unsafe.Pointer(argv[i]))
-	}
-	w := C.int(0)
-	if watch {
-		w = 1
-	}
-	var p **C.char
-	if len(argv) > 0 {
-		p = &argv[0]
-	}
-	return C.nsenter_prefork_wanted(C.int(len(args)), p, w) != 0
-}
-
-// cPreforkNames returns PREFORK_HELPER_NAME, PREFORK_INIT_NAME and PREFORK_WATCH_ENV, which
-// must equal HelperName, InitName and WatcherEnv.
-func cPreforkNames() (helper, init, watchEnv string) {
-	return C.PREFORK_HELPER_NAME, C.PREFORK_INIT_NAME, C.PREFORK_WATCH_ENV
-}
 
 // cEnvName returns NSENTER_ENV, which must equal envFD; it is checked by the
 // tests, which cannot use cgo themselves.

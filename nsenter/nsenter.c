@@ -335,9 +335,9 @@ static void join(const struct nsenter_config *cfg, struct target *t)
 	close(t->rootfd);
 }
 
-/* nsenter_close_from closes every fd from low up: close_range (Linux 5.9), or
+/* close_from closes every fd from low up: close_range (Linux 5.9), or
  * one by one up to the fd limit. */
-void nsenter_close_from(int low)
+static void close_from(int low)
 {
 	struct rlimit rl;
 	long fd, max = 65536;
@@ -360,12 +360,12 @@ static void close_extra_fds(void)
 	int fd;
 
 	if (report_fd < 0) {
-		nsenter_close_from(3);
+		close_from(3);
 		return;
 	}
 	for (fd = 3; fd < report_fd; fd++)
 		close(fd);
-	nsenter_close_from(report_fd + 1);
+	close_from(report_fd + 1);
 }
 
 static const char *env_get(char **env, const char *key)

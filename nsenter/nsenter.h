@@ -155,55 +155,13 @@ __attribute__((noreturn)) void nsenter_become(const struct nsenter_config *cfg);
  * its first process (see init.c). */
 void nsenter_init_constructor(void);
 
-/* nsenter_init_main is the init's body (see init.c), for a process whose fd
- * NSENTER_INIT_CONFIG_FD carries its messages and NSENTER_INIT_STATUS_FD its
- * reports: the init constructor's, or one the prefork helper cloned. */
-__attribute__((noreturn)) void nsenter_init_main(void);
-
-/* The prefork helper's request (prefork.c; twins in prefork.go): magic "FKPF"
- * and flags. */
-#define PREFORK_MAGIC 0x46504b46u
-#define PREFORK_TTY 0x1u     /* stdin is the init's controlling terminal */
-#define PREFORK_HOSTNET 0x2u /* the init stays in the creator's network namespace */
-#define PREFORK_CGROUP 0x4u  /* a sixth fd: the cgroup v2 directory to clone it into */
-#define PREFORK_FLAGS_ALL (PREFORK_TTY | PREFORK_HOSTNET | PREFORK_CGROUP)
-/* The environment variable (=1) that marks a detached container's watcher. */
-#define PREFORK_WATCH_ENV "_FOCKKER_WATCH"
-/* The names (comm) of the helper and of the init it clones, until its exec. */
-#define PREFORK_HELPER_NAME "fockker-prefork"
-#define PREFORK_INIT_NAME "fockker-init"
-
-/* nsenter_close_from closes every fd from low up. */
-void nsenter_close_from(int low);
-
-/* nsenter_prefork_constructor forks the prefork helper (prefork.c) when the
- * command line runs a container in this process; it returns at once. */
-void nsenter_prefork_constructor(int argc, char **argv);
-
-/* nsenter_prefork_constructor_proc is the same for C libraries that pass
- * constructors no arguments (musl): it reads the command line from
- * /proc/self/cmdline. One longer than PREFORK_CMDLINE_MAX bytes or
- * PREFORK_ARGS_MAX arguments gets no helper. */
-#define PREFORK_CMDLINE_MAX 32768
-#define PREFORK_ARGS_MAX 1024
-void nsenter_prefork_constructor_proc(void);
-
-/* nsenter_prefork_wanted says whether argv is such a command line (watch:
- * whether _FOCKKER_WATCH=1 is set, for a watcher's "watch"). */
-int nsenter_prefork_wanted(int argc, char **argv, int watch);
-
-/* nsenter_prefork_take returns the CLI's end of the helper's socket and its
- * pid, once; -1 if there is no helper (or it was taken). */
-int nsenter_prefork_take(int *pid);
-
 /* nsenter_constructor returns at once unless NSENTER_ENV is set; otherwise it
  * never returns: it runs the configured command and exits with its status. */
 void nsenter_constructor(void);
 
 /*
  * The container init (init.c). Its creator starts the binary with
- * NSENTER_INIT_ENV=3 in new namespaces, or the prefork helper (prefork.c)
- * clones it and runs nsenter_init_main with the same fds; fd 3 carries messages from the
+ * NSENTER_INIT_ENV=3 in new namespaces; fd 3 carries messages from the
  * creator, fd 4 (close-on-exec) reports back. Each message on fd 3 is a u32
  * length followed by that many bytes:
  *

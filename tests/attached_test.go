@@ -169,8 +169,8 @@ func TestEnvFile(t *testing.T) {
 	}
 }
 
-// TestAttachedInitParent: the container's init is the CLI's own child (cloned by the prefork
-// helper with CLONE_PARENT), and the helper is gone, not a zombie, once the command runs.
+// TestAttachedInitParent: the container's init is the CLI's own child, and its only one once
+// the command runs (nothing else the CLI started, such as a helper, is left, not even a zombie).
 func TestAttachedInitParent(t *testing.T) {
 	f := newFK(t)
 	name := uniq("parent")
@@ -197,26 +197,4 @@ func TestAttachedInitParent(t *testing.T) {
 	}
 	f.ok("rm", "-f", name)
 	exitCode(t, cmd)
-}
-
-// TestRunUsesPreforkHelper: an attached run gets its init from the prefork helper, whatever C
-// library the binary was built with (glibc passes the constructor argv, musl does not: the
-// command line is then read from /proc/self/cmdline); a --net host run, which needs none of
-// the helper's namespaces, never starts one. Either way the container runs, so only the
-// debug log tells them apart.
-func TestRunUsesPreforkHelper(t *testing.T) {
-	f := newFK(t)
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"--debug", "run", "--rm", "--net", "none", "busybox", "true"}, "cloned by the prefork helper"},
-		{[]string{"--debug", "run", "--rm", "-e", "A=" + strings.Repeat("x", 4000), "--net", "none", "busybox", "true"}, "cloned by the prefork helper"},
-		{[]string{"--debug", "run", "--rm", "--net", "host", "busybox", "true"}, "no prefork helper for this command line"},
-	} {
-		r := f.run(tc.args...)
-		if r.code != 0 || !strings.Contains(r.stderr, tc.want) {
-			t.Errorf("fockker %.60q: want %q in stderr: %s", tc.args, tc.want, r)
-		}
-	}
 }
