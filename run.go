@@ -341,14 +341,15 @@ func runAttached(r container.Roots, spec container.Spec, sc *signalCatcher) erro
 	// thread would end the forking one, and with it the container.)
 	stdio := a.stdio
 	stdio.Forked = runtime.UnlockOSThread
+	// Forward what the user's shell sends us to the container, as docker's sig-proxy does,
+	// from before its command runs. (Catching them started with the process and ends
+	// during Create, before the command is sent; one that came before that ended fockker
+	// like a crash, whose leftovers the collector removes.)
+	stdio.BeforeCommand = func() { sc.wait() }
 	c, err := container.Create(r, spec, stdio)
 	if err != nil {
 		return err
 	}
-	// Forward what the user's shell sends us to the container, as docker's sig-proxy does,
-	// from before its command runs. (Catching them started with the process and ended
-	// during Create, which waits for the init anyway; one that came before that ended
-	// fockker like a crash, whose leftovers the collector removes.)
 	sigs := sc.wait()
 	if err := c.Start(); err != nil {
 		if derr := c.Destroy(); derr != nil {

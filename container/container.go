@@ -29,6 +29,9 @@ type IO struct {
 	// Forked, if set, is called by Create right after the container's init is forked, on the
 	// goroutine (and thread) that forked it.
 	Forked func()
+	// BeforeCommand, if set, is called before the container's command may start: by Create
+	// when it sends the command early (see Create), else by Start.
+	BeforeCommand func()
 }
 
 // ExitError carries the exit code fockker must end with: the container's own, or docker's
@@ -66,6 +69,9 @@ type Container struct {
 	layers  bool              // the overlay directories are ours to remove
 	logf    *os.File
 	net     *netPrep // a bridged container's network, prepared from the reservation on
+	sent    bool     // the command was sent to the init (Create sends it early when it can)
+	// beforeCommand is IO.BeforeCommand, for Start.
+	beforeCommand func()
 }
 
 // netPrep is a network made ready (the default one created or checked) in the background
@@ -170,7 +176,8 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 			return nil, err
 		}
 	}
-	c = &Container{Record: rec, roots: roots, store: store, lock: lock, install: install, proc: proc}
+	c = &Container{Record: rec, roots: roots, store: store, lock: lock, install: install, proc: proc,
+		beforeCommand: stdio.BeforeCommand}
 	// The user is looked up now, in the image itself, when nothing the container mounts can
 	// hide the image's user database (no volumes, see userFromImage): its init then never
 	// waits for it. Two small files: a goroutine would cost more in wake-ups than they do.
@@ -259,7 +266,6 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		return c, err
 	}
 	pauseAt(pauseRunInit)
-	readyErr := c.init.Ready()
 	cgErr := <-cgDone
 	cgDone = nil
 	var netErr error
@@ -271,6 +277,21 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		}
 		netErr = a.err
 	}
+	// With the cgroup complete and the network attached, nothing of the container is
+	// missing but its root, which the init is building: when the user is already known
+	// (looked up in the image), the command is sent now, and the init runs it as soon as the
+	// root is built instead of reporting ready and waiting for a round trip (~0.3 ms).
+	var sendErr error
+	if cgErr == nil && netErr == nil {
+		if spec.bridged() {
+			pauseAt(pauseRunNetwork)
+		}
+		if inImage && imageIDErr == nil {
+			rec.User = &imageID
+			sendErr = c.sendCommand()
+		}
+	}
+	readyErr := c.init.Ready()
 	switch {
 	case readyErr != nil:
 		return c, initError(readyErr) // the init's own exit code and reason
@@ -278,9 +299,8 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		return c, cgErr
 	case netErr != nil:
 		return c, netErr
-	}
-	if spec.bridged() {
-		pauseAt(pauseRunNetwork)
+	case sendErr != nil:
+		return c, initError(sendErr)
 	}
 	// The user is looked up in the container's own /etc/passwd and /etc/group, as runc does:
 	// in its root (volumes included) now that it is built, unless the image's were already
@@ -485,9 +505,38 @@ func (c *Container) connect() (*network.Endpoint, error) {
 	return ep, nil
 }
 
-// Start releases init to exec the user's command and returns once the exec has happened
-// (or failed, with docker's 126/127 exit code). The record then says running.
+// Start lets the init exec the user's command (sending it, unless Create did) and returns
+// once the exec has happened (or failed, with docker's 126/127 exit code). The record then
+// says running.
 func (c *Container) Start() error {
+	var err error
+	if !c.sent {
+		err = c.sendCommand()
+	}
+	if err == nil {
+		err = c.init.Executed()
+	}
+	c.init.Close()
+	if err != nil {
+		return initError(err)
+	}
+	c.Record.Status = Running
+	c.Record.StartedAt = time.Now().Format(time.RFC3339Nano)
+	if err := c.store.Save(c.Record); err != nil {
+		return err
+	}
+	c.lock.Unlock()
+	c.install.Unlock()
+	pauseAt(pauseRunStarted)
+	return nil
+}
+
+// sendCommand sends the init the container's command, which it runs once its root is built
+// and it has joined its cgroups.
+func (c *Container) sendCommand() error {
+	if c.beforeCommand != nil {
+		c.beforeCommand()
+	}
 	pauseAt(pauseRunBeforeStart)
 	rec := c.Record
 	env := rec.Spec.Env
@@ -503,20 +552,8 @@ func (c *Container) Start() error {
 		Args:       rec.Spec.Args,
 	}
 	restrict(cfg, c.proc, *rec.User)
-	err := c.init.Exec(cfg)
-	c.init.Close()
-	if err != nil {
-		return initError(err)
-	}
-	c.Record.Status = Running
-	c.Record.StartedAt = time.Now().Format(time.RFC3339Nano)
-	if err := c.store.Save(c.Record); err != nil {
-		return err
-	}
-	c.lock.Unlock()
-	c.install.Unlock()
-	pauseAt(pauseRunStarted)
-	return nil
+	c.sent = true
+	return c.init.SendCommand(cfg)
 }
 
 // Wait waits for the container's init to exit and returns its exit code.

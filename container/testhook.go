@@ -30,7 +30,7 @@ const (
 	pauseRunCgroup      = "run:cgroup"       // cgroup made, limits applied
 	pauseRunInit        = "run:init"         // init cloned, in the cgroup, pid recorded
 	pauseRunNetwork     = "run:network"      // attached to its network, ports published
-	pauseRunBeforeStart = "run:before-start" // record complete, init waiting for the start byte
+	pauseRunBeforeStart = "run:before-start" // record complete, the command about to be sent
 	pauseRunStarted     = "run:started"      // user command exec'd, record says running
 	pauseStopSignalled  = "stop:signalled"   // SIGTERM sent, not yet waited for
 	pauseStopExited     = "stop:exited"      // the container is gone, exit not yet recorded

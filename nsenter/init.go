@@ -320,14 +320,27 @@ func (in *Init) failure(code byte) error {
 	return &InitError{Code: int(code), Msg: strings.TrimSuffix(msg, "\n")}
 }
 
-// Exec sends the init its command (c's Pid, StartTime, Namespaces and
-// CgroupDirs describe the init itself and are not used; Tty and Detach must
-// be false: the init's session and terminal are set when it is started); the
-// init joins its cgroups (InitConfig.Cgroups), then runs it. Exec returns once
-// the command runs (nil) or could not be run (*InitError).
+// Exec sends the init its command and returns once it runs (nil) or could not
+// be run (*InitError): SendCommand, then Executed.
 func (in *Init) Exec(c *Config) error {
+	if err := in.SendCommand(c); err != nil {
+		return err
+	}
+	return in.Executed()
+}
+
+// SendCommand sends the init its command (c's Pid, StartTime, Namespaces and
+// CgroupDirs describe the init itself and are not used; Tty and Detach must
+// be false: the init's session and terminal are set when it is started). The
+// init reads it once its root is built, even when it came before, joins its
+// cgroups (InitConfig.Cgroups), then runs it: send it only once nothing of
+// the container is missing. Call it once.
+func (in *Init) SendCommand(c *Config) error {
 	if c.Tty || c.Detach {
 		return invalid("an init's command takes its terminal and session from the init")
+	}
+	if in.ctl == nil {
+		return errors.New("init: command already sent, or the init was closed")
 	}
 	data, err := c.MarshalBinary()
 	if err != nil {
@@ -339,6 +352,12 @@ func (in *Init) Exec(c *Config) error {
 	if err != nil {
 		return fmt.Errorf("init: send the command: %w", err)
 	}
+	return nil
+}
+
+// Executed waits, after Ready, for the command SendCommand sent to run (nil)
+// or to fail (*InitError).
+func (in *Init) Executed() error {
 	// The status pipe is close-on-exec in the init: EOF means the execve happened.
 	b, err := in.status.ReadByte()
 	if errors.Is(err, io.EOF) {

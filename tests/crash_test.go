@@ -312,27 +312,39 @@ func TestCrashRun(t *testing.T) {
 		step   string
 		detach bool
 		kill   string // creator, cli (detached: the CLI waiting for its watcher), container
+		early  bool   // no volume: the user is known from the image, the command is sent early
 	}
 	var cases []crashCase
 	for _, step := range runSteps {
-		cases = append(cases, crashCase{step, false, "creator"}, crashCase{step, true, "creator"}, crashCase{step, true, "cli"})
+		cases = append(cases, crashCase{step, false, "creator", false}, crashCase{step, true, "creator", false}, crashCase{step, true, "cli", false})
 		if hasInit(step) {
-			cases = append(cases, crashCase{step, false, "container"}, crashCase{step, true, "container"})
+			cases = append(cases, crashCase{step, false, "container", false}, crashCase{step, true, "container", false})
 		}
 	}
+	// Without a volume Create sends the command before the root is built (run:before-start
+	// comes before the init reports ready): the same outcomes.
+	for _, step := range []string{"run:network", "run:before-start"} {
+		cases = append(cases, crashCase{step, false, "creator", true}, crashCase{step, false, "container", true}, crashCase{step, true, "container", true})
+	}
 	if testing.Short() {
-		cases = []crashCase{{"run:reserve", false, "creator"}, {"run:network", true, "creator"}, {"run:init", true, "container"}, {"run:started", false, "creator"}}
+		cases = []crashCase{{"run:reserve", false, "creator", false}, {"run:network", true, "creator", false}, {"run:init", true, "container", false}, {"run:started", false, "creator", false}}
 	}
 	for _, tc := range cases {
 		mode := "attached"
 		if tc.detach {
 			mode = "detached"
 		}
+		if tc.early {
+			mode += "-early"
+		}
 		t.Run(fmt.Sprintf("%s/%s/kill-%s", tc.step, mode, tc.kill), func(t *testing.T) {
 			t.Parallel()
 			f := newFK(t)
 			name := uniq("crash")
-			args := []string{"run", "--name", name, "-p", "8080:80", "-v", t.TempDir() + ":/data"}
+			args := []string{"run", "--name", name, "-p", "8080:80"}
+			if !tc.early {
+				args = append(args, "-v", t.TempDir()+":/data")
+			}
 			if tc.detach {
 				args = append(args, "-d")
 			}
