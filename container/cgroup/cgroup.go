@@ -351,10 +351,7 @@ func (c *Cgroup) makeDirs(claimed *bool, rootControllers []string, all bool) err
 func (c *Cgroup) makeDirsOnce(claimed *bool, rootControllers []string, all bool) error {
 	claim := c.claimPath()
 	if !*claimed {
-		if err := mkdir(filepath.Dir(claim), true); err != nil {
-			return err
-		}
-		if err := mkdir(claim, false); err != nil {
+		if err := mkdirUnder(claim, false); err != nil {
 			if errors.Is(err, unix.EEXIST) {
 				return fmt.Errorf("%s: %w", claim, ErrExist)
 			}
@@ -371,10 +368,7 @@ func (c *Cgroup) makeDirsOnce(claimed *bool, rootControllers []string, all bool)
 		}
 		// Exists already only if an earlier attempt made it: the
 		// claim excludes every other Create of this cgroup.
-		if err := mkdir(filepath.Dir(p), true); err != nil {
-			return err
-		}
-		if err := mkdir(p, true); err != nil {
+		if err := mkdirUnder(p, true); err != nil {
 			return err
 		}
 	}

@@ -190,6 +190,20 @@ func mkdir(dir string, existOK bool) error {
 	return &os.PathError{Op: "mkdir", Path: dir, Err: err}
 }
 
+// mkdirUnder is mkdir that first makes the parent when it is missing. The shared parent
+// exists but for the first container since a prune: trying the child first spares a failing
+// mkdir(2) of the parent per hierarchy and container.
+func mkdirUnder(dir string, existOK bool) error {
+	err := mkdir(dir, existOK)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := mkdir(filepath.Dir(dir), true); err != nil {
+		return err
+	}
+	return mkdir(dir, existOK)
+}
+
 // readCpuset returns the trimmed cpus and mems of a v1 cpuset dir.
 func readCpuset(dir, cpusFile, memsFile string) (cpus, mems string, err error) {
 	c, err := readFile(dir + "/" + cpusFile)
