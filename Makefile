@@ -13,34 +13,17 @@ UNIT_PKGS  = $(shell $(GO) list ./... | grep -v '/tests')
 all: build
 
 # Linked statically against musl (pure-Go DNS and user lookups): every process fockker starts
-# (the CLI, a watcher) skips the dynamic loader, ~0.5 ms each, and musl's start-up is ~0.5 ms
-# shorter than glibc's static one (no CPU feature probing, no IRELATIVE relocations, no parse
-# of /proc/self/maps for the main thread's stack). scripts/deps.sh installs musl-tools; without
-# musl-gcc the build links glibc's libc.a instead, and a plain `go build .` works too: the
-# same program, slower to start.
-MUSL_GCC  := $(shell command -v musl-gcc 2>/dev/null)
+# (the CLI, a container's init, a watcher) skips the dynamic loader, ~0.5 ms each, and musl's
+# start-up is ~0.5 ms shorter than glibc's static one (no CPU feature probing, no IRELATIVE
+# relocations, no parse of /proc/self/maps for the main thread's stack). scripts/deps.sh
+# installs musl-tools; without musl-gcc the build links glibc's libc.a instead (scripts/cc-env.sh
+# says which, and is read when the recipe runs, after deps), and a plain `go build .` works too:
+# the same program, slower to start.
+CC_ENV     = . scripts/cc-env.sh &&
 LDFLAGS    = -linkmode external -extldflags=-static -X main.version=$(VERSION)
-ifneq ($(MUSL_GCC),)
-# musl ships no kernel headers: linux/, asm/ and asm-generic/ come from the system's (and only
-# those, searched after musl's own).
-MUSL_INC  := $(CURDIR)/.cache/musl-include
-SYS_ASM   := /usr/include/$(shell gcc -print-multiarch 2>/dev/null)/asm
-export CC := $(MUSL_GCC)
-export CGO_CFLAGS := -O2 -g -idirafter $(MUSL_INC)
-CC_DEPS   := $(MUSL_INC)/.linked
-endif
 
-build: $(CC_DEPS)
-	$(GO) build -tags netgo,osusergo -ldflags "$(LDFLAGS)" -o $(BIN) .
-
-$(MUSL_INC)/.linked:
-	@mkdir -p $(MUSL_INC)
-	@ln -sfn /usr/include/linux $(MUSL_INC)/linux
-	@ln -sfn /usr/include/asm-generic $(MUSL_INC)/asm-generic
-	@ln -sfn $(SYS_ASM) $(MUSL_INC)/asm
-	@test -e $(MUSL_INC)/linux/sched.h && test -e $(MUSL_INC)/asm/unistd.h || \
-		{ echo 'build: no kernel headers for musl (install linux-libc-dev)' >&2; exit 1; }
-	@touch $@
+build:
+	$(CC_ENV) $(GO) build -tags netgo,osusergo -ldflags "$(LDFLAGS)" -o $(BIN) .
 
 deps:
 	@scripts/deps.sh
@@ -65,13 +48,13 @@ demo: deps build image
 	@echo '$$ fockker system prune   # nothing left over; the empty parent cgroup goes too'
 	@$(BIN) --image-root $(IMAGE_ROOT) system prune
 
-lint: $(CC_DEPS)
+lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
-	$(GO) vet ./...
+	$(CC_ENV) $(GO) vet ./...
 
 # With the C library and link the binary is built with: the C constructors are tested as shipped.
-unit: $(CC_DEPS)
-	$(GO) test -count=1 -tags netgo,osusergo -ldflags "-linkmode external -extldflags=-static" $(UNIT_PKGS)
+unit:
+	$(CC_ENV) $(GO) test -count=1 -tags netgo,osusergo -ldflags "-linkmode external -extldflags=-static" $(UNIT_PKGS)
 
 # Black-box tests: the built binary as root, in a network namespace of their own.
 e2e: deps build
@@ -88,7 +71,7 @@ test: deps lint unit e2e vmtest
 
 # Side by side with runc, podman and the bare-namespaces floor; writes BENCHMARKS.md.
 # Not part of `make test`: numbers are measurements, never assertions.
-bench: build
+bench: deps build
 	bench/bench.sh $(BIN) BENCHMARKS.md
 
 clean:

@@ -279,8 +279,9 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	}
 	// With the cgroup complete and the network attached, nothing of the container is
 	// missing but its root, which the init is building: when the user is already known
-	// (looked up in the image), the command is sent now, and the init runs it as soon as the
-	// root is built instead of reporting ready and waiting for a round trip (~0.3 ms).
+	// (looked up in the image), the command is sent now. The init reads it as soon as it has
+	// built the root and reported ready, instead of waiting for this process to see the
+	// report and write the command (~0.5 ms per run).
 	var sendErr error
 	if cgErr == nil && netErr == nil {
 		if spec.bridged() {

@@ -3,8 +3,9 @@
  *
  * The creator (package container, through Init in init.go) starts this binary
  * in new mount, UTS, IPC, PID and (usually) network namespaces, with
- * NSENTER_INIT_ENV set and the root message already in the pipe on fd 3 (the
- * protocol is in nsenter.h). The constructor then, without ever starting Go:
+ * NSENTER_INIT_ENV set; the root message comes on fd 3 once the layer
+ * directories exist (the protocol is in nsenter.h). The constructor then,
+ * without ever starting Go:
  *
  *   1. makes every mount private, mounts the overlay on the root directory
  *      and, inside it, /proc, /sys (read-only unless privileged), a tmpfs
@@ -16,7 +17,8 @@
  *   2. pivot_root(".", ".") into it and detaches the old root;
  *   3. masks and write-protects docker's paths, makes the working directory,
  *      remounts the root read-only if asked, sets the hostname, brings lo up;
- *   4. reports ready (one byte 0 on fd 4) and waits for the command message;
+ *   4. reports ready (one byte 0 on fd 4) and reads the command message,
+ *      which may have come already;
  *   5. joins its cgroups (the creator completes them meanwhile; the
  *      hierarchies were opened before pivot_root), and becomes the command
  *      (nsenter_become): working directory, only fds 0-2, user, capabilities,

@@ -349,6 +349,10 @@ func (in *Init) SendCommand(c *Config) error {
 	_, err = in.ctl.Write(frame(data))
 	in.ctl.Close()
 	in.ctl = nil
+	if errors.Is(err, syscall.EPIPE) {
+		// Its reason, if it gave one, is on the status pipe: Ready or Executed read it.
+		return fmt.Errorf("init: exited before it read its command (%w)", err)
+	}
 	if err != nil {
 		return fmt.Errorf("init: send the command: %w", err)
 	}

@@ -290,6 +290,66 @@ func TestInitRootOnce(t *testing.T) {
 	}
 }
 
+// TestInitCommandBeforeReady: the command may be sent before the init reports ready, even one
+// larger than the pipe holds (the send then waits until the init, done with its root, reads
+// it); and an init whose root fails while a command waits in the pipe reports its own failure.
+func TestInitCommandBeforeReady(t *testing.T) {
+	requireRoot(t)
+	requireBusybox(t)
+	dir := t.TempDir()
+	if err := os.MkdirAll(dir+"/lower/bin", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bb, err := os.ReadFile(busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/lower/bin/busybox", bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	in := startTinyInit(t, dir)
+	big := strings.Repeat("x", 100<<10) // four of them: three times a default pipe
+	cfg := &Config{Pid: in.Cmd.Process.Pid, StartTime: 1, Namespaces: []string{NSMount},
+		Env:  []string{"A=" + big, "B=" + big, "C=" + big, "D=" + big},
+		Args: []string{"/bin/busybox", "sh", "-c", fmt.Sprintf(`[ "${#A}${#B}${#C}${#D}" = %s ]`, strings.Repeat(fmt.Sprint(len(big)), 4))}}
+	if err := in.SendCommand(cfg); err != nil {
+		t.Fatalf("send before ready: %v", err)
+	}
+	if err := in.SendCommand(cfg); err == nil {
+		t.Error("a second SendCommand succeeded")
+	}
+	if err := in.Ready(); err != nil {
+		t.Fatalf("ready: %v", err)
+	}
+	if err := in.Executed(); err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	if code := wait(t, in.Cmd); code != 0 {
+		t.Fatalf("exit %d: the command did not get its whole environment", code)
+	}
+
+	// The root cannot be built (no lower directory): the init's report wins over whatever
+	// sending the command met.
+	bad := t.TempDir()
+	in = newTinyInit(t, bad)
+	for _, d := range []string{"upper", "work", "merged"} {
+		if err := os.MkdirAll(filepath.Join(bad, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.SendRoot(); err != nil {
+		t.Fatal(err)
+	}
+	sendErr := in.SendCommand(&Config{Pid: in.Cmd.Process.Pid, StartTime: 1, Namespaces: []string{NSMount}, Args: []string{"/bin/true"}})
+	var ie *InitError
+	if err := in.Ready(); !errors.As(err, &ie) || ie.Code != ExitSetup || !strings.Contains(ie.Msg, "overlay") {
+		t.Errorf("ready with a broken root: %v (send: %v), want the init's 125 report on the overlay", err, sendErr)
+	}
+	if code := wait(t, in.Cmd); code != ExitSetup {
+		t.Errorf("exit %d, want %d", code, ExitSetup)
+	}
+}
+
 // TestInitReportsExecFailure: a command that does not exist is reported with 127.
 func TestInitReportsExecFailure(t *testing.T) {
 	requireRoot(t)

@@ -165,11 +165,13 @@ void nsenter_constructor(void);
  * creator, fd 4 (close-on-exec) reports back. Each message on fd 3 is a u32
  * length followed by that many bytes:
  *
- *   1. the root: written before the process starts, in the format below;
+ *   1. the root, in the format below: sent once the layer directories exist
+ *      (the init may be started before);
  *   2. the command: an nsenter config as above (its pid, start time,
  *      namespaces and cgroup dirs describe the init itself and are not used),
- *      sent once the creator has the container's cgroup and network complete;
- *      the init then joins the cgroups of the root message. EOF instead means
+ *      sent once the creator has the container's cgroup and network complete,
+ *      which may be before the init reports ready: the init reads it only
+ *      after, then joins the cgroups of the root message. EOF instead means
  *      the creator gave up: the init exits 125 without a word.
  *
  * Reports on fd 4: one byte 0 once the root is ready; on any failure one
