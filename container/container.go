@@ -70,6 +70,9 @@ type Container struct {
 	logf    *os.File
 	net     *netPrep // a bridged container's network, prepared from the reservation on
 	sent    bool     // the command was sent to the init (Create sends it early when it can)
+	// markerDone is closed once the overlay's volatile marker is gone (see Start); nil when
+	// nothing removes it in the background.
+	markerDone chan struct{}
 	// beforeCommand is IO.BeforeCommand, for Start.
 	beforeCommand func()
 }
@@ -528,8 +531,31 @@ func (c *Container) Start() error {
 	}
 	c.lock.Unlock()
 	c.install.Unlock()
+	if rec := c.Record; rec.Spec.AutoRemove && c.layers {
+		// The volatile overlay of a --rm container marked its work directory when it was
+		// mounted (removeVolatileMarker): the marker goes now, while the command runs, not
+		// on the path of the removal, where each of its two directories waits for its
+		// block's discard on a disk mounted with discard (~0.15 ms each). What is left then
+		// (an error here) goes with the rest of the work directory.
+		c.markerDone = make(chan struct{})
+		go func() {
+			defer close(c.markerDone)
+			if fd, err := unix.Open(c.roots.WorkDir(rec.Name), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+				_ = removeVolatileMarker(fd)
+				unix.Close(fd)
+			}
+		}()
+	}
 	pauseAt(pauseRunStarted)
 	return nil
+}
+
+// waitMarker waits until the background removal of the volatile marker (see Start), if any,
+// is done: the work directory is then only the removal's.
+func (c *Container) waitMarker() {
+	if c.markerDone != nil {
+		<-c.markerDone
+	}
 }
 
 // sendCommand sends the init the container's command, which it runs once its root is built
@@ -596,6 +622,7 @@ func waitCode(ws syscall.WaitStatus) int {
 // Finish records the exit of a container this process waited for, and removes the container
 // when it was started with --rm. A container removed meanwhile (rm -f) is not an error.
 func (c *Container) Finish(code int) error {
+	c.waitMarker()
 	return finish(c.roots, c.Record, code, c.cg)
 }
 
@@ -641,6 +668,7 @@ func finish(roots Roots, rec *Record, code int, cg *cgroup.Cgroup) error {
 
 // Destroy undoes Create: kills init if it runs, removes the cgroup, the layers and the record.
 func (c *Container) Destroy() error {
+	c.waitMarker()
 	var errs []error
 	if c.net != nil {
 		<-c.net.done // the network may still be being made ready

@@ -148,6 +148,7 @@ func RunWatch() int {
 	}
 	// Wait in a few kilobytes of C instead of a Go runtime (container/waiter); it comes back
 	// as `watch-done` to record the exit. Only if that exec fails does Go wait here.
+	c.waitMarker() // the exec would end it halfway
 	err = waiter.Exec(c.Record.Pid, []string{
 		watchEnv + "=1", "PATH=" + os.Getenv("PATH"),
 		watchRootEnv + "=" + filepath.Clean(req.Roots.State), doneImageEnv + "=" + req.Roots.Image,

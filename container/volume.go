@@ -124,16 +124,28 @@ func removeDir(dir string) error {
 // goroutines they took longer, the device or the scheduler serialising them anyway.)
 func removeWorkDir(dir string) error {
 	if fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
-		err := unix.Unlinkat(fd, "work/incompat/volatile/dirty", 0)
-		for _, sub := range [...]string{"work/incompat/volatile", "work/incompat", "work"} {
-			if err != nil && !errors.Is(err, unix.ENOENT) {
-				break // not what an overlay leaves: RemoveAll below
-			}
-			err = unix.Unlinkat(fd, sub, unix.AT_REMOVEDIR)
+		if err := removeVolatileMarker(fd); err == nil || errors.Is(err, unix.ENOENT) {
+			_ = unix.Unlinkat(fd, "work", unix.AT_REMOVEDIR) // anything else: RemoveAll below
 		}
 		unix.Close(fd)
 	}
 	return removeDir(dir)
+}
+
+// removeVolatileMarker removes what a volatile overlay leaves in its work directory (open at
+// fd) to mark itself: "work/incompat/volatile" holding the empty file "dirty". A part already
+// gone is skipped. The overlay makes it when it is mounted and never looks at it again (a
+// later mount on the same work directory would refuse to start while it exists), so it may go
+// while the overlay is in use.
+func removeVolatileMarker(fd int) error {
+	err := unix.Unlinkat(fd, "work/incompat/volatile/dirty", 0)
+	for _, sub := range [...]string{"work/incompat/volatile", "work/incompat"} {
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return err
+		}
+		err = unix.Unlinkat(fd, sub, unix.AT_REMOVEDIR)
+	}
+	return err
 }
 
 // mountErr wraps a mount failure with what was being mounted where.
