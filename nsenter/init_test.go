@@ -146,18 +146,12 @@ func TestInitBuildsRoot(t *testing.T) {
 	lower, upper, work, merged := filepath.Join(dir, "lower"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
 	outside := filepath.Join(dir, "outside")
 	vol := filepath.Join(dir, "vol")
-	for _, d := range []string{lower + "/bin", upper, work, merged, outside, vol} {
+	for _, d := range []string{upper, work, merged, outside, vol} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	bb, err := os.ReadFile(busybox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(lower+"/bin/busybox", bb, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	putBusybox(t, lower)
 	if err := os.WriteFile(vol+"/file", []byte("from the host\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -223,6 +217,21 @@ func TestInitBuildsRoot(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(upper, "made/here")); err != nil {
 		t.Errorf("working directory not made: %v", err)
+	}
+}
+
+// putBusybox copies the static busybox to lower/bin/busybox, for an image of one file.
+func putBusybox(t *testing.T, lower string) {
+	t.Helper()
+	if err := os.MkdirAll(lower+"/bin", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bb, err := os.ReadFile(busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lower+"/bin/busybox", bb, 0o755); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -297,16 +306,7 @@ func TestInitCommandBeforeReady(t *testing.T) {
 	requireRoot(t)
 	requireBusybox(t)
 	dir := t.TempDir()
-	if err := os.MkdirAll(dir+"/lower/bin", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bb, err := os.ReadFile(busybox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dir+"/lower/bin/busybox", bb, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	putBusybox(t, dir+"/lower")
 	in := startTinyInit(t, dir)
 	big := strings.Repeat("x", 100<<10) // four of them: three times a default pipe
 	cfg := &Config{Pid: in.Cmd.Process.Pid, StartTime: 1, Namespaces: []string{NSMount},
