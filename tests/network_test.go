@@ -388,8 +388,10 @@ func TestNetworkSeedScenario10(t *testing.T) {
 	rec := f.detach(name, "busybox", "nc", "-lp", "80")
 	ip := rec["ip"].(string)
 	deadline := time.Now().Add(20 * time.Second)
+	attempts := 0
 	for {
 		// Refused until nc listens; once connected nc -l prints what it got and exits.
+		attempts++
 		if _, err := ncIn(f.netns, "hello from the host\n", ip, 80); err == nil {
 			break
 		}
@@ -398,9 +400,10 @@ func TestNetworkSeedScenario10(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	f.waitStatus(name, "stopped", 20*time.Second)
+	rec = f.waitStatus(name, "stopped", 20*time.Second)
 	if got := f.ok("logs", name); got != "hello from the host\n" {
-		t.Errorf("container received %q", got)
+		t.Errorf("container received %q (connected at attempt %d; exit code %v, started %v, finished %v)",
+			got, attempts, rec["exitCode"], rec["startedAt"], rec["finishedAt"])
 	}
 }
 
