@@ -218,8 +218,10 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	if err != nil {
 		return c, err
 	}
-	cgDone := make(chan error, 1)
-	go func() { cgDone <- cg.Complete() }()
+	// The cgroup is completed (its other hierarchies, its limits) once the root is sent,
+	// while the init builds it; started earlier, it competed for the CPUs with the init's
+	// clone and the layers, which the root waits for.
+	var cgDone chan error
 	defer func() {
 		if cgDone != nil {
 			<-cgDone // never leave it running under a rollback
@@ -241,10 +243,11 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 		return c, err
 	}
 	pauseAt(pauseRunLayers)
-	pauseAt(pauseRunCgroup)
 	if err := c.init.SendRoot(); err != nil {
 		return c, err
 	}
+	cgDone = make(chan error, 1)
+	go func() { cgDone <- cg.Complete() }()
 	// The network needs the init's namespace, not its root: it is attached while the init
 	// builds the root.
 	var netDone chan attached
@@ -286,6 +289,9 @@ func Create(roots Roots, spec Spec, stdio IO) (c *Container, err error) {
 	// built the root and reported ready, instead of waiting for this process to see the
 	// report and write the command (~0.5 ms per run).
 	var sendErr error
+	if cgErr == nil {
+		pauseAt(pauseRunCgroup)
+	}
 	if cgErr == nil && netErr == nil {
 		if spec.bridged() {
 			pauseAt(pauseRunNetwork)

@@ -27,8 +27,8 @@ const (
 const (
 	pauseRunReserved    = "run:reserve"      // record reserved (status created, no pid)
 	pauseRunLayers      = "run:layers"       // overlay directories made
-	pauseRunCgroup      = "run:cgroup"       // cgroup made, limits applied
 	pauseRunInit        = "run:init"         // init cloned, in the cgroup, pid recorded
+	pauseRunCgroup      = "run:cgroup"       // cgroup complete, limits applied
 	pauseRunNetwork     = "run:network"      // attached to its network, ports published
 	pauseRunBeforeStart = "run:before-start" // record complete, the command about to be sent
 	pauseRunStarted     = "run:started"      // user command exec'd, record says running

@@ -291,10 +291,10 @@ func (f *fk) removeAll(name, id string) {
 }
 
 // runSteps are the steps of run, in order; the container's init exists from "run:init" on.
-var runSteps = []string{"run:reserve", "run:layers", "run:cgroup", "run:init", "run:network", "run:before-start", "run:started"}
+var runSteps = []string{"run:reserve", "run:layers", "run:init", "run:cgroup", "run:network", "run:before-start", "run:started"}
 
 func hasInit(step string) bool {
-	for _, s := range runSteps[3:] {
+	for _, s := range runSteps[2:] {
 		if s == step {
 			return true
 		}
