@@ -546,10 +546,7 @@ func (c *Container) Start() error {
 		c.markerDone = make(chan struct{})
 		go func() {
 			defer close(c.markerDone)
-			if fd, err := unix.Open(c.roots.WorkDir(rec.Name), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
-				_ = removeVolatileMarker(fd)
-				unix.Close(fd)
-			}
+			_ = dropVolatileMarker(c.roots.WorkDir(rec.Name))
 		}()
 	}
 	pauseAt(pauseRunStarted)

@@ -123,13 +123,28 @@ func removeDir(dir string) error {
 // for the disk to discard the directory's block, ~0.13 ms; issued in parallel from
 // goroutines they took longer, the device or the scheduler serialising them anyway.)
 func removeWorkDir(dir string) error {
-	if fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+	if fd, err := openDir(dir); err == nil {
 		if err := removeVolatileMarker(fd); err == nil || errors.Is(err, unix.ENOENT) {
 			_ = unix.Unlinkat(fd, "work", unix.AT_REMOVEDIR) // anything else: RemoveAll below
 		}
 		unix.Close(fd)
 	}
 	return removeDir(dir)
+}
+
+// openDir opens dir (not a symlink) to work relative to it.
+func openDir(dir string) (int, error) {
+	return unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+}
+
+// dropVolatileMarker is removeVolatileMarker in the work directory dir.
+func dropVolatileMarker(dir string) error {
+	fd, err := openDir(dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return removeVolatileMarker(fd)
 }
 
 // removeVolatileMarker removes what a volatile overlay leaves in its work directory (open at

@@ -320,15 +320,6 @@ func (in *Init) failure(code byte) error {
 	return &InitError{Code: int(code), Msg: strings.TrimSuffix(msg, "\n")}
 }
 
-// Exec sends the init its command and returns once it runs (nil) or could not
-// be run (*InitError): SendCommand, then Executed.
-func (in *Init) Exec(c *Config) error {
-	if err := in.SendCommand(c); err != nil {
-		return err
-	}
-	return in.Executed()
-}
-
 // SendCommand sends the init its command (c's Pid, StartTime, Namespaces and
 // CgroupDirs describe the init itself and are not used; Tty and Detach must
 // be false: the init's session and terminal are set when it is started). The

@@ -192,7 +192,7 @@ func TestInitBuildsRoot(t *testing.T) {
 	}
 	script := `echo "$(/bin/busybox hostname) $$ $(/bin/busybox pwd) $GREETING"; /bin/busybox cat "/$OUTSIDE/vol/file"; ` +
 		`/bin/busybox touch "/$OUTSIDE/vol/new" 2>/dev/null && echo writable; /bin/busybox wc -c < /proc/keys`
-	if err := in.Exec(&Config{
+	if err := sendAndRun(in, &Config{
 		Pid: in.Cmd.Process.Pid, StartTime: st, Namespaces: []string{NSMount},
 		Cwd:  "/made/here",
 		Env:  []string{"GREETING=hello", "OUTSIDE=" + strings.TrimPrefix(outside, "/")},
@@ -218,6 +218,14 @@ func TestInitBuildsRoot(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(upper, "made/here")); err != nil {
 		t.Errorf("working directory not made: %v", err)
 	}
+}
+
+// sendAndRun sends the init its command and waits until it runs or fails.
+func sendAndRun(in *Init, c *Config) error {
+	if err := in.SendCommand(c); err != nil {
+		return err
+	}
+	return in.Executed()
 }
 
 // putBusybox copies the static busybox to lower/bin/busybox, for an image of one file.
@@ -357,7 +365,7 @@ func TestInitReportsExecFailure(t *testing.T) {
 	if err := in.Ready(); err != nil {
 		t.Fatal(err)
 	}
-	err := in.Exec(&Config{Pid: in.Cmd.Process.Pid, StartTime: 1, Namespaces: []string{NSMount}, Args: []string{"no-such-command"}})
+	err := sendAndRun(in, &Config{Pid: in.Cmd.Process.Pid, StartTime: 1, Namespaces: []string{NSMount}, Args: []string{"no-such-command"}})
 	var ie *InitError
 	if !errors.As(err, &ie) || ie.Code != ExitNotFound || !strings.Contains(ie.Msg, "no-such-command") {
 		t.Errorf("exec: %v, want a 127 report", err)
